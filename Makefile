@@ -1,0 +1,60 @@
+# The single entry point: make run, make test, make lint, make model.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MODEL ?= models/resnet50.onnx
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Exit code of scripts/export_onnx.py when the ImageNet weights cannot be downloaded.
+WEIGHTS_UNAVAILABLE := 3
+
+.PHONY: run test lint model install install-dev clean
+
+run: install $(MODEL)
+	$(BIN)/resnet-service serve --host $(HOST) --port $(PORT) --model $(MODEL)
+
+test: install-dev
+	$(BIN)/ruff check src scripts tests
+	$(BIN)/ruff format --check src scripts tests
+	$(BIN)/python -m pytest
+
+lint: install-dev
+	$(BIN)/ruff check src scripts tests
+	$(BIN)/ruff format --check src scripts tests
+
+model: install $(MODEL)
+
+install: $(VENV)/.installed-run
+install-dev: $(VENV)/.installed-dev
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Serving needs only the runtime dependencies; the export extra (TensorFlow) is here for the first export.
+$(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[export]'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[export,dev]'
+	touch $@ $(VENV)/.installed-run
+
+# Real ImageNet weights when Keras can download them; otherwise seeded random weights, loudly.
+$(MODEL): | $(VENV)/.installed-run
+	@$(BIN)/python scripts/export_onnx.py --weights imagenet --output $@ || { \
+		status=$$?; \
+		if [ $$status -ne $(WEIGHTS_UNAVAILABLE) ]; then exit $$status; fi; \
+		echo ''; \
+		echo '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'; \
+		echo '!! WARNING: the ImageNet weights could not be downloaded.                          !!'; \
+		echo '!! Exporting RANDOM weights instead: every prediction will be MEANINGLESS.          !!'; \
+		echo '!! For real predictions put resnet50_weights_tf_dim_ordering_tf_kernels.h5 in        !!'; \
+		echo '!! ~/.keras/models/, delete $@ and run make run again.                 !!'; \
+		echo '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'; \
+		echo ''; \
+		$(BIN)/python scripts/export_onnx.py --weights random --output $@; \
+	}
+
+clean:
+	rm -rf $(VENV) models .pytest_cache .ruff_cache

@@ -1,0 +1,73 @@
+"""create_app(settings): everything the service mounts, and the lifespan that loads the model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from resnet_service import __version__
+from resnet_service.engine import Engine
+from resnet_service.errors import install_error_handlers
+from resnet_service.labels import Labels
+from resnet_service.routes import health, predict
+from resnet_service.settings import Settings
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+ResNet-50 (ImageNet) behind an HTTP API: ONNX Runtime instead of TensorFlow, the seed's `/predict` unchanged.
+
+`curl -F image=@dog.jpg http://localhost:8000/predict`
+"""
+
+
+def _lifespan(settings: Settings):  # noqa: ANN202 - FastAPI's lifespan type is a long generic
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A model that fails to load raises here, so the server exits instead of serving 503s forever.
+        engine = Engine.load(
+            settings.model_path,
+            device=settings.device,
+            intra_op_threads=settings.intra_op_threads,
+            inference_threads=settings.inference_threads,
+        )
+        preprocess_pool = ThreadPoolExecutor(max_workers=settings.preprocess_threads, thread_name_prefix="preprocess")
+        app.state.engine = engine
+        app.state.preprocess_pool = preprocess_pool
+        try:
+            await engine.warm_up()
+            if engine.random_weights:
+                logger.warning("the model at %s has RANDOM weights: its predictions are meaningless", engine.path)
+            app.state.status = "ready"
+            yield
+        finally:
+            app.state.status = "stopping"
+            preprocess_pool.shutdown(wait=True)
+            engine.close()
+
+    return lifespan
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The ASGI app; ``settings`` defaults to the ``RESNET_*`` environment."""
+    settings = settings if settings is not None else Settings()
+    app = FastAPI(
+        title="resnet-service",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan(settings),
+    )
+    app.state.settings = settings
+    app.state.status = "starting"
+    app.state.engine = None
+    app.state.labels = Labels.load()
+    install_error_handlers(app)
+    app.include_router(predict.router)
+    app.include_router(health.router)
+    return app

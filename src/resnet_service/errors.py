@@ -1,0 +1,172 @@
+"""Errors the service answers with, and the one place they become JSON.
+
+ServiceError                 an expected failure with an HTTP status and a stable code
+├── InvalidImage             400: the upload is empty, truncated or not an image
+├── PayloadTooLarge          413: the upload is over RESNET_MAX_UPLOAD_BYTES
+├── ImageTooLarge            413: the image is over RESNET_MAX_IMAGE_PIXELS
+├── UnsupportedImageFormat   415: an image, but in a format the service does not decode
+├── MalformedRequest         400: the multipart body cannot be parsed
+├── UnsupportedMediaType     415: the request body is not multipart/form-data
+├── MissingImageField        422: the multipart body has no ``image`` field
+├── ModelNotReady            503: the model is not loaded or warmed up yet
+├── InferenceFailed          500: ONNX Runtime raised while running the model
+└── ClientClosedRequest      499: the client went away before its upload arrived
+
+StartupError                 the service cannot start: no model file, a corrupt one, no CUDA
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from resnet_service.schemas import ErrorDetail, ErrorResponse
+
+__all__ = [
+    "ServiceError",
+    "InvalidImage",
+    "PayloadTooLarge",
+    "ImageTooLarge",
+    "UnsupportedImageFormat",
+    "UnsupportedMediaType",
+    "MissingImageField",
+    "MalformedRequest",
+    "ModelNotReady",
+    "InferenceFailed",
+    "ClientClosedRequest",
+    "StartupError",
+    "install_error_handlers",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """Base of every error the service answers with on purpose."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidImage(ServiceError):
+    """Raised when the upload is empty, truncated, or not an image at all."""
+
+    status = 400
+    code = "invalid_image"
+
+
+class PayloadTooLarge(ServiceError):
+    """Raised while reading the body, as soon as it passes the byte limit."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class ImageTooLarge(ServiceError):
+    """Raised from the image header, before any pixel buffer exists, when width × height is over the limit."""
+
+    status = 413
+    code = "image_too_large"
+
+
+class UnsupportedImageFormat(ServiceError):
+    """Raised for a recognised image format that the service does not accept (SVG, HEIC, ICO, ...)."""
+
+    status = 415
+    code = "unsupported_image_format"
+
+
+class MalformedRequest(ServiceError):
+    """Raised when a multipart body is cut short or has no boundary."""
+
+    status = 400
+    code = "malformed_request"
+
+
+class UnsupportedMediaType(ServiceError):
+    """Raised when the request is not multipart/form-data."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class MissingImageField(ServiceError):
+    """Raised when a multipart body carries no ``image`` file field."""
+
+    status = 422
+    code = "missing_image_field"
+
+
+class ModelNotReady(ServiceError):
+    """Raised when a prediction arrives before the model has loaded and warmed up."""
+
+    status = 503
+    code = "model_not_ready"
+
+
+class InferenceFailed(ServiceError):
+    """Raised when ONNX Runtime fails inside a session run."""
+
+    status = 500
+    code = "inference_failed"
+
+
+class ClientClosedRequest(ServiceError):
+    """Raised when the client disconnects mid-upload; nobody reads the answer (499 is nginx's code for it)."""
+
+    status = 499
+    code = "client_closed_request"
+
+
+class StartupError(Exception):
+    """Raised while loading the model when the service cannot serve; the message names the file and the fix."""
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    body = ErrorResponse(error=ErrorDetail(code=code, message=message))
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    if exc.status >= 500:
+        logger.error("%s %s failed: %s", request.method, request.url.path, exc.message, exc_info=exc)
+    return error_response(exc.status, exc.code, exc.message)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in err.get('loc', ()))}: {err.get('msg', '')}" for err in exc.errors()
+    )
+    return error_response(422, "validation_error", problems or "the request is not valid")
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    response = error_response(exc.status_code, f"http_{exc.status_code}", str(exc.detail))
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # The traceback goes to the log, never into the body.
+    logger.exception("%s %s raised an unexpected error", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "the server failed to handle this request")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every failure, expected or not, answer in the ``{"success": false, "error": ...}`` shape."""
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,297 @@
+"""Keras ResNet50 → ONNX with tf2onnx, verified against Keras before the file is written.
+
+This is the only module that imports TensorFlow, and only inside functions: the service never loads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from resnet_service.preprocessing import INPUT_SIZE, to_model_input
+
+if TYPE_CHECKING:
+    import keras
+
+__all__ = ["ExportReport", "WeightsUnavailable", "ParityFailed", "load_keras_model", "convert_and_verify", "main"]
+
+MAX_ABS_DIFF = 1e-5
+INPUT_NAME = "input"
+OUTPUT_NAME = "probabilities"
+BATCH_AXIS = "batch"
+PREPROCESSING = (
+    "keras imagenet_utils.preprocess_input mode=caffe (RGB->BGR, minus ImageNet BGR mean), PIL bicubic 224x224"
+)
+EXIT_PARITY_FAILED = 1
+EXIT_WEIGHTS_UNAVAILABLE = 3
+EXIT_MISSING_EXTRA = 4
+
+Progress = Callable[[str], None]
+
+
+class WeightsUnavailable(Exception):
+    """Raised when the requested weights cannot be had here (no network for imagenet, no such file)."""
+
+
+class ParityFailed(Exception):
+    """Raised when ONNX Runtime and Keras disagree beyond the thresholds; nothing is written."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    output: str
+    weights: str
+    random_weights: bool
+    opset: int
+    max_abs_diff: float
+    top5_match: bool
+    photos: int
+    random_tensors: int
+    seconds: float
+    sha256: str
+
+
+def _versions() -> dict[str, str]:
+    return {f"{name}_version": metadata.version(dist) for name, dist in _VERSIONED.items()}
+
+
+_VERSIONED = {"tensorflow": "tensorflow-cpu", "keras": "keras", "tf2onnx": "tf2onnx", "onnx": "onnx"}
+
+
+VERIFICATION_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
+# Colour and grayscale photos that scikit-image ships in its wheel (the rest of skimage.data is downloaded).
+CALIBRATION_PHOTOS = (
+    *VERIFICATION_PHOTOS,
+    *("hubble_deep_field", "immunohistochemistry", "retina", "stereo_motorcycle"),
+    *("camera", "clock", "coins", "moon", "brick", "grass", "gravel"),
+)
+
+
+def skimage_photos(names: Sequence[str]) -> np.ndarray:
+    """Real photos shipped by scikit-image, preprocessed by the service's own code: (N, 224, 224, 3)."""
+    from PIL import Image
+    from skimage import data
+
+    def load(name: str) -> np.ndarray:
+        pixels = getattr(data, name)()
+        return pixels[0] if isinstance(pixels, tuple) else pixels  # stereo pairs come as (left, right, disparity)
+
+    return np.stack([to_model_input(Image.fromarray(load(name)).convert("RGB")) for name in names])
+
+
+def random_tensors(seed: int, count: int = 4) -> np.ndarray:
+    """Seeded inputs spanning the range preprocessed pixels take (0..255 minus the ImageNet means)."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-123.68, 255 - 103.939, size=(count, *INPUT_SIZE, 3)).astype(np.float32)
+
+
+def _randomise(model: keras.Model, seed: int, calibration: np.ndarray) -> None:
+    """Make random weights non-degenerate, so that parity on them proves something.
+
+    ResNet50(weights=None) leaves every BatchNorm the identity and every bias zero, and its softmax saturates.
+    BatchNorm statistics and biases get seeded random values. Random features of all photos share a large common
+    part, which would send every photo to one class, so the classifier is applied to features standardised over
+    the calibration photos and scaled so that logits spread with std 2, keeping a photo's top-1 well below 0.5.
+    """
+    import keras
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.get_weights()[0].shape[0]
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.0, n).astype(np.float32),  # gamma
+                    rng.normal(0.0, 0.1, n).astype(np.float32),  # beta
+                    rng.normal(0.0, 0.1, n).astype(np.float32),  # moving mean
+                    rng.uniform(0.5, 1.5, n).astype(np.float32),  # moving variance
+                ]
+            )
+        elif isinstance(layer, keras.layers.Conv2D) and layer.use_bias:
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, rng.normal(0.0, 0.01, bias.shape).astype(np.float32)])
+    features = keras.Model(model.input, model.get_layer("avg_pool").output).predict(calibration, verbose=0)
+    classifier = model.get_layer("predictions")
+    kernel, bias = classifier.get_weights()
+    centre, spread = features.mean(axis=0), features.std(axis=0) + 1e-6
+    kernel = kernel / spread[:, np.newaxis]
+    scale = 2.0 / float(((features - centre) @ kernel).std())
+    bias = -(centre @ kernel) * scale + rng.normal(0.0, 0.1, bias.shape)
+    classifier.set_weights([(kernel * scale).astype(np.float32), bias.astype(np.float32)])
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_keras_model(weights: str, seed: int, progress: Progress) -> tuple[keras.Model, str]:
+    """Keras ResNet50 with ``imagenet``, ``random`` or a weights file; returns it with its provenance string."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    if weights == "imagenet":
+        progress("building ResNet50 with ImageNet weights (Keras downloads them to ~/.keras/models/ once)")
+        try:
+            return keras.applications.ResNet50(weights="imagenet"), "imagenet"
+        except Exception as exc:
+            if "URL fetch failure" not in str(exc):
+                raise
+            raise WeightsUnavailable(
+                f"the ImageNet weights could not be downloaded ({exc}). Put "
+                "resnet50_weights_tf_dim_ordering_tf_kernels.h5 in ~/.keras/models/, pass the file with "
+                "--weights PATH, or use --weights random (meaningless predictions, for tests)"
+            ) from exc
+    if weights == "random":
+        progress(f"building ResNet50 with seeded random weights (seed {seed}); predictions will be MEANINGLESS")
+        model = keras.applications.ResNet50(weights=None)
+        _randomise(model, seed, skimage_photos(CALIBRATION_PHOTOS))
+        return model, f"random (seed {seed})"
+    path = Path(weights)
+    if not path.is_file():
+        raise WeightsUnavailable(f"--weights {weights}: no such file; give imagenet, random or a Keras weights file")
+    progress(f"building ResNet50 with weights from {path}")
+    return keras.applications.ResNet50(weights=str(path)), f"file {path.name} sha256={_sha256(path)}"
+
+
+def _convert(model: keras.Model, opset: int) -> Any:
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = (tf.TensorSpec((None, *INPUT_SIZE, 3), tf.float32, name=INPUT_NAME),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+    graph = proto.graph
+    # tf2onnx names the output after the Keras layer and the batch axis "unk__N"; give both stable names.
+    old_output = graph.output[0].name
+    for node in graph.node:
+        node.output[:] = [OUTPUT_NAME if name == old_output else name for name in node.output]
+    graph.output[0].name = OUTPUT_NAME
+    for value in (*graph.input, *graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = BATCH_AXIS
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def _parity(model: keras.Model, proto: Any, inputs: np.ndarray) -> tuple[float, bool]:
+    import onnxruntime as ort
+
+    expected = model.predict(inputs, verbose=0)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    (actual,) = session.run([OUTPUT_NAME], {INPUT_NAME: inputs})
+    max_abs_diff = float(np.abs(actual - expected).max())
+    top5_match = bool(np.array_equal(np.argsort(-expected, axis=1)[:, :5], np.argsort(-actual, axis=1)[:, :5]))
+    return max_abs_diff, top5_match
+
+
+def convert_and_verify(
+    model: keras.Model, weights: str, output: Path, opset: int, seed: int, progress: Progress
+) -> ExportReport:
+    """Convert, check ONNX Runtime against Keras on photos and random tensors, then write the file."""
+    import onnx
+
+    started = time.monotonic()
+    progress(f"converting to ONNX with tf2onnx (opset {opset})")
+    proto = _convert(model, opset)
+    photos, tensors = skimage_photos(VERIFICATION_PHOTOS), random_tensors(seed + 1)
+    progress(f"verifying ONNX Runtime against Keras on {len(photos)} photos and {len(tensors)} random tensors")
+    max_abs_diff, top5_match = _parity(model, proto, np.concatenate([photos, tensors]))
+    progress(
+        f"parity: max |Δ probability| = {max_abs_diff:.3g} (limit {MAX_ABS_DIFF:g}), top-5 identical: {top5_match}"
+    )
+    if max_abs_diff > MAX_ABS_DIFF or not top5_match:
+        raise ParityFailed(f"ONNX Runtime differs from Keras: max |Δ| {max_abs_diff:.3g}, top-5 match {top5_match}")
+    provenance = {
+        "weights": weights,
+        "random_weights": str(weights.startswith("random")).lower(),
+        "preprocessing": PREPROCESSING,
+        "input_size": str(INPUT_SIZE[0]),
+        "parity_max_abs_diff": f"{max_abs_diff:.3g}",
+        "parity_top5_match": str(top5_match).lower(),
+        "parity_inputs": f"{len(photos)} photos + {len(tensors)} random tensors",
+        "opset": str(opset),
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **_versions(),
+    }
+    onnx.helper.set_model_props(proto, provenance)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_suffix(output.suffix + ".partial")
+    onnx.save(proto, partial)
+    os.replace(partial, output)  # a crash mid-write never leaves a file that looks finished
+    return ExportReport(
+        output=str(output),
+        weights=weights,
+        random_weights=weights.startswith("random"),
+        opset=opset,
+        max_abs_diff=max_abs_diff,
+        top5_match=top5_match,
+        photos=len(photos),
+        random_tensors=len(tensors),
+        seconds=time.monotonic() - started,
+        sha256=_sha256(output),
+    )
+
+
+def export_model(weights: str, output: Path, opset: int, seed: int, progress: Progress) -> ExportReport:
+    model, provenance = load_keras_model(weights, seed, progress)
+    return convert_and_verify(model, provenance, output, opset, seed, progress)
+
+
+def _progress_printer() -> Progress:
+    started = time.monotonic()
+
+    def progress(message: str) -> None:
+        print(f"[export {time.monotonic() - started:5.1f}s] {message}", file=sys.stderr, flush=True)
+
+    return progress
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Export Keras ResNet50 to ONNX and prove ONNX Runtime matches Keras. Takes about 25 s and "
+        "peaks near 7 GB of RAM.",
+    )
+    parser.add_argument(
+        "--weights",
+        default="imagenet",
+        help="imagenet (downloaded by Keras), random (seeded, meaningless predictions), or a Keras weights file",
+    )
+    parser.add_argument("--output", type=Path, default=Path("models/resnet50.onnx"), help="the .onnx file to write")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for random weights and test tensors (default: 0)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides the progress
+    progress = _progress_printer()
+    try:
+        progress("importing TensorFlow and tf2onnx")
+        report = export_model(args.weights, args.output, args.opset, args.seed, progress)
+    except ImportError as exc:
+        print(f"the export needs the export extra: pip install 'resnet-service[export]' ({exc})", file=sys.stderr)
+        return EXIT_MISSING_EXTRA
+    except WeightsUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_WEIGHTS_UNAVAILABLE
+    except ParityFailed as exc:
+        print(f"error: {exc}; {args.output} was not written", file=sys.stderr)
+        return EXIT_PARITY_FAILED
+    progress(f"wrote {report.output} (sha256 {report.sha256[:12]}…) in {report.seconds:.1f}s")
+    if report.random_weights:
+        progress("WARNING: the weights are RANDOM; this model's predictions are meaningless")
+    print(json.dumps(asdict(report)))
+    return 0

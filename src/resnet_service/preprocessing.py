@@ -1,0 +1,119 @@
+"""Upload bytes → the float32 tensor the model takes, exactly as the seed's Keras path makes it.
+
+The seed does: PIL ``open`` → ``convert("RGB")`` when the mode is not RGB → ``resize((224, 224))`` →
+``img_to_array`` → ``imagenet_utils.preprocess_input`` (caffe mode). A plain RGB upload goes through the same
+PIL and numpy operations here, so the tensor is bit-identical; only images the seed handled badly (EXIF
+rotation, alpha, 16-bit) take a different, documented route.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from resnet_service.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
+
+__all__ = ["INPUT_SIZE", "SUPPORTED_FORMATS", "decode_image", "to_model_input", "preprocess"]
+
+logger = logging.getLogger(__name__)
+
+INPUT_SIZE = (224, 224)
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP", "TIFF"})
+# imagenet_utils.preprocess_input(mode="caffe") subtracts these from the B, G, R channels.
+CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+
+_EXIF_ORIENTATION = 0x0112
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+# Brands in an ISO-BMFF "ftyp" box that mark HEIF/AVIF stills and sequences.
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"})
+
+
+def _unsupported_format_name(data: bytes) -> str | None:
+    """Name the image format of bytes Pillow cannot open, so the client gets a 415 rather than a 400."""
+    head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith((b"<svg", b"<?xml")) and b"<svg" in head:
+        return "SVG"
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return "HEIF/AVIF"
+    if data.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL ")):
+        return "JPEG XL"
+    return None
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    if not data:
+        raise InvalidImage("the image is empty (0 bytes)")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"the image has too many pixels: {exc}") from exc
+    except Image.UnidentifiedImageError as exc:
+        name = _unsupported_format_name(data)
+        if name:
+            raise UnsupportedImageFormat(
+                f"{name} images are not supported; send {', '.join(sorted(SUPPORTED_FORMATS))}"
+            ) from exc
+        raise InvalidImage("the upload is not an image Pillow can identify") from exc
+    if image.format not in SUPPORTED_FORMATS:
+        raise UnsupportedImageFormat(
+            f"{image.format} images are not supported; send {', '.join(sorted(SUPPORTED_FORMATS))}"
+        )
+    width, height = image.size
+    # Image.open reads only the header, so this refuses a bomb before any pixel buffer is allocated.
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"the image is {width}×{height} = {width * height} pixels; the limit is {max_pixels}")
+    if width < 1 or height < 1:
+        raise InvalidImage(f"the image has no pixels ({width}×{height})")
+    return image
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in _SIXTEEN_BIT_MODES:
+        # convert("RGB") clips 16-bit values at 255, which turns most photos white; scale to 8 bits instead.
+        wide = np.asarray(image, dtype=np.float64)
+        narrow = np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(narrow, mode="L").convert("RGB")
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        # convert("RGB") would show whatever colour hides under transparent pixels (often black); a photo
+        # pasted on white is what a person sees in a browser.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Decode an upload to an upright RGB image, translating every Pillow failure into a ServiceError."""
+    image = _open(data, max_pixels)
+    try:
+        # Animations open on their first frame, which is the one classified.
+        image.load()
+        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+        if orientation != 1:
+            image = ImageOps.exif_transpose(image)
+        return _to_rgb(image)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # Pillow's decoders raise OSError, SyntaxError, ValueError, struct.error and more on broken files;
+        # every one of them means the upload is broken, not the server.
+        raise InvalidImage(f"the image could not be decoded ({type(exc).__name__}: {exc})") from exc
+
+
+def to_model_input(image: Image.Image) -> np.ndarray:
+    """RGB image → float32 (224, 224, 3), as ``img_to_array`` + ``preprocess_input(mode="caffe")``."""
+    # The seed calls resize() with Pillow's default filter (bicubic); keep it for Keras parity.
+    resized = image.resize(INPUT_SIZE)
+    pixels = np.asarray(resized, dtype=np.float32)
+    return pixels[..., ::-1] - CAFFE_BGR_MEAN
+
+
+def preprocess(data: bytes, max_pixels: int) -> np.ndarray:
+    """Encoded image bytes → float32 (1, 224, 224, 3) ready for the model."""
+    return to_model_input(decode_image(data, max_pixels))[np.newaxis]

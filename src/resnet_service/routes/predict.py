@@ -1,0 +1,99 @@
+"""``POST /predict``: the seed's API, unchanged on the wire."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from resnet_service.deps import EngineDep, LabelsDep, PreprocessPoolDep, SettingsDep
+from resnet_service.errors import MissingImageField
+from resnet_service.preprocessing import preprocess
+from resnet_service.schemas import ErrorResponse, Prediction, PredictResponse
+from resnet_service.upload import read_file_fields
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["predict"])
+
+IMAGE_FIELD = "image"
+
+
+def _error(description: str, code: str, message: str) -> dict[str, Any]:
+    return {
+        "model": ErrorResponse,
+        "description": description,
+        "content": {"application/json": {"example": {"success": False, "error": {"code": code, "message": message}}}},
+    }
+
+
+PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("Empty, truncated or not an image.", "invalid_image", "the upload is not an image Pillow can identify"),
+    413: _error(
+        "Over RESNET_MAX_UPLOAD_BYTES, or over RESNET_MAX_IMAGE_PIXELS.",
+        "payload_too_large",
+        "the image file is over the 10485760-byte limit",
+    ),
+    415: _error(
+        "An image format the service does not decode (SVG, HEIC, ICO, ...), or a body that is not multipart.",
+        "unsupported_image_format",
+        "SVG images are not supported; send BMP, GIF, JPEG, MPO, PNG, TIFF, WEBP",
+    ),
+    422: _error(
+        "No `image` field in the multipart body.", "missing_image_field", "the multipart body has no 'image' field"
+    ),
+    500: _error("The model failed to run.", "inference_failed", "the model failed to run"),
+    503: _error("The model is still loading.", "model_not_ready", "the model is still loading"),
+}
+
+# FastAPI would parse an UploadFile parameter before the handler runs, spooling large bodies to disk; the body is
+# streamed by read_file_fields instead, so the form is described here for the docs page's file picker.
+MULTIPART_IMAGE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [IMAGE_FIELD],
+                    "properties": {
+                        IMAGE_FIELD: {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "A JPEG, PNG, GIF, BMP, WebP or TIFF file.",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/predict",
+    response_model=PredictResponse,
+    summary="Classify one image",
+    description=(
+        "Send an image as the multipart field `image` (`curl -F image=@dog.jpg`). The answer lists the top "
+        "RESNET_TOP_K ImageNet classes with their probabilities, exactly as the Flask + Keras seed did."
+    ),
+    responses=PREDICT_ERRORS,
+    openapi_extra=MULTIPART_IMAGE_BODY,
+)
+async def predict(
+    request: Request,
+    engine: EngineDep,
+    labels: LabelsDep,
+    settings: SettingsDep,
+    preprocess_pool: PreprocessPoolDep,
+) -> PredictResponse:
+    images = await read_file_fields(request, IMAGE_FIELD, settings.max_upload_bytes)
+    if len(images) != 1:
+        raise MissingImageField(f"send exactly one '{IMAGE_FIELD}' field; this body has {len(images)}")
+    loop = asyncio.get_running_loop()
+    batch = await loop.run_in_executor(preprocess_pool, preprocess, images[0], settings.max_image_pixels)
+    probabilities = await engine.run(batch)
+    top = labels.top_k(probabilities[0], settings.top_k)
+    return PredictResponse(predictions=[Prediction(label=label, probability=p) for label, p in top])

@@ -1,0 +1,84 @@
+"""The JSON shapes of every response."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Prediction",
+    "PredictResponse",
+    "ErrorDetail",
+    "ErrorResponse",
+    "ModelInfo",
+    "Health",
+    "Liveness",
+    "Readiness",
+]
+
+
+class Prediction(BaseModel):
+    label: str = Field(description="ImageNet class name, as Keras' decode_predictions spells it.")
+    probability: float = Field(description="The model's softmax output for this class (float32, widened).")
+
+
+class PredictResponse(BaseModel):
+    """The seed's answer, byte for byte: ``predictions`` then ``success``, nothing else."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "predictions": [
+                    {"label": "Eskimo_dog", "probability": 0.5135327577590942},
+                    {"label": "Siberian_husky", "probability": 0.3011641204357147},
+                    {"label": "malamute", "probability": 0.1323559582233429},
+                    {"label": "timber_wolf", "probability": 0.0190412662923336},
+                    {"label": "white_wolf", "probability": 0.0121834166347980},
+                ],
+                "success": True,
+            }
+        }
+    )
+
+    predictions: list[Prediction]
+    success: Literal[True] = True
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="A stable, machine-readable code, such as invalid_image.")
+    message: str = Field(description="What went wrong, in words a person can act on.")
+
+
+class ErrorResponse(BaseModel):
+    success: Literal[False] = False
+    error: ErrorDetail
+
+
+class ModelInfo(BaseModel):
+    path: str
+    sha256: str
+    weights: str = Field(description="imagenet, random (seed N), or a weights file and its sha256.")
+    random_weights: bool = Field(description="True when the predictions are meaningless: the weights are random.")
+    input_name: str
+    input_shape: list[int | str]
+    output_name: str
+    provider: str = Field(description="The ONNX Runtime execution provider actually running the model.")
+    metadata: dict[str, str] = Field(description="The provenance written into the ONNX file at export.")
+
+
+class Health(BaseModel):
+    status: Literal["ready", "starting", "stopping"]
+    version: str
+    model: ModelInfo | None
+    warning: str | None = Field(None, description="Set when the weights are random.")
+    versions: dict[str, str] = Field(description="Versions of the libraries that serve the model.")
+    intra_op_threads: int
+
+
+class Liveness(BaseModel):
+    status: Literal["alive"] = "alive"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "starting", "stopping"]

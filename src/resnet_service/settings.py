@@ -1,0 +1,82 @@
+"""Service configuration, read from ``RESNET_*`` environment variables."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Literal
+
+from PIL import Image
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "available_cpus"]
+
+_CGROUP_V2_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+_CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+_CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+
+
+def _cgroup_cpu_limit() -> float | None:
+    """CPUs granted by the cgroup quota, or None when unlimited or unknown."""
+    try:
+        if _CGROUP_V2_CPU_MAX.exists():
+            quota, period = _CGROUP_V2_CPU_MAX.read_text().split()[:2]
+            if quota == "max":
+                return None
+            return int(quota) / int(period)
+        if _CGROUP_V1_QUOTA.exists():
+            quota_us = int(_CGROUP_V1_QUOTA.read_text())
+            if quota_us <= 0:
+                return None
+            return quota_us / int(_CGROUP_V1_PERIOD.read_text())
+    except (OSError, ValueError):
+        # An unreadable or odd cgroup file means "no quota we can see", not a startup failure.
+        return None
+    return None
+
+
+def available_cpus() -> int:
+    """CPUs this process may really use: its affinity mask, capped by the cgroup quota.
+
+    ``os.cpu_count()`` reports the host, which oversubscribes a container limited to 2 CPUs on a 64-core node.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = _cgroup_cpu_limit()
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return max(1, cpus)
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told; each field maps to ``RESNET_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="RESNET_", extra="ignore", protected_namespaces=())
+
+    model_path: Path = Field(Path("models/resnet50.onnx"), description="The exported ONNX model file.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA when a working CUDA provider exists, else CPU. cuda: CUDA or fail."
+    )
+    top_k: int = Field(5, ge=1, le=1000, description="How many predictions /predict returns.")
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest accepted image file, in bytes.")
+    max_image_pixels: int = Field(
+        Image.MAX_IMAGE_PIXELS or 89_478_485,
+        ge=1,
+        description="Largest accepted image, in pixels (width × height): the decompression-bomb guard.",
+    )
+    intra_op_threads: int = Field(
+        default_factory=available_cpus,
+        ge=1,
+        description="ONNX Runtime intra-op threads; default: the CPUs this process may use.",
+    )
+    inference_threads: int = Field(
+        1,
+        ge=1,
+        description="Threads running ONNX Runtime sessions. One session run already uses every intra-op thread.",
+    )
+    preprocess_threads: int = Field(
+        default_factory=available_cpus,
+        ge=1,
+        description="Threads decoding and resizing uploads, apart from inference.",
+    )

@@ -1,0 +1,127 @@
+"""Read the ``image`` file out of a multipart body while it streams in, with the byte limit enforced as it arrives.
+
+FastAPI's ``UploadFile`` would spool the whole body to disk before the handler could look at its size; parsing
+the stream here refuses an oversize upload after at most ``max_bytes`` plus one chunk, keeps the image in
+memory, and needs no thread hops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from python_multipart import MultipartParser
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartState, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from resnet_service.errors import (
+    ClientClosedRequest,
+    MalformedRequest,
+    MissingImageField,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+
+__all__ = ["read_file_fields", "MULTIPART_OVERHEAD_BYTES"]
+
+# Room for boundaries, part headers and small extra fields on top of the files themselves.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+@dataclass
+class _Part:
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    name: str = ""
+    data: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class _Collector:
+    """python-multipart callbacks that keep the named field's parts and count every byte."""
+
+    field_name: str
+    max_bytes: int
+    parts: list[bytes] = field(default_factory=list)
+    _current: _Part = field(default_factory=_Part)
+    _header_name: bytearray = field(default_factory=bytearray)
+    _header_value: bytearray = field(default_factory=bytearray)
+
+    def on_part_begin(self) -> None:
+        self._current = _Part()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self._current.headers.append((bytes(self._header_name).lower(), bytes(self._header_value)))
+        self._header_name.clear()
+        self._header_value.clear()
+
+    def on_headers_finished(self) -> None:
+        for name, value in self._current.headers:
+            if name == b"content-disposition":
+                _, options = parse_options_header(value)
+                self._current.name = options.get(b"name", b"").decode("utf-8", "replace")
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._current.name != self.field_name:
+            return
+        self._current.data += data[start:end]
+        if len(self._current.data) > self.max_bytes:
+            raise PayloadTooLarge(f"the {self.field_name} file is over the {self.max_bytes}-byte limit")
+
+    def on_part_end(self) -> None:
+        if self._current.name == self.field_name:
+            self.parts.append(bytes(self._current.data))
+
+    def callbacks(self) -> dict[str, object]:
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+        }
+
+
+def _boundary(request: Request) -> bytes:
+    content_type, options = parse_options_header(request.headers.get("content-type"))
+    if content_type != b"multipart/form-data":
+        shown = content_type.decode("latin-1") or "no Content-Type"
+        raise UnsupportedMediaType(f"send multipart/form-data with an image file field, not {shown}")
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise MalformedRequest("the multipart/form-data Content-Type has no boundary")
+    return boundary
+
+
+async def read_file_fields(request: Request, field_name: str, max_bytes: int) -> list[bytes]:
+    """Every ``field_name`` part of a multipart body, in order; refuses the body as soon as it is too large."""
+    boundary = _boundary(request)
+    body_limit = max_bytes + MULTIPART_OVERHEAD_BYTES
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > body_limit:
+        raise PayloadTooLarge(f"the request body is {declared} bytes; the limit is {max_bytes} bytes of image")
+    collector = _Collector(field_name=field_name, max_bytes=max_bytes)
+    parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > body_limit:
+                raise PayloadTooLarge(f"the request body is over the limit of {max_bytes} bytes of image")
+            parser.write(chunk)
+    except ClientDisconnect as exc:
+        raise ClientClosedRequest("the client disconnected during the upload") from exc
+    except MultipartParseError as exc:
+        raise MalformedRequest(f"the multipart body could not be parsed: {exc}") from exc
+    if parser.state != MultipartState.END:
+        raise MalformedRequest("the multipart body ended before its closing boundary")
+    if not collector.parts:
+        raise MissingImageField(f"the multipart body has no '{field_name}' field: send it as -F {field_name}=@FILE")
+    return collector.parts

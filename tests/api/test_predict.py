@@ -1,0 +1,141 @@
+"""POST /predict in-process through the real app, real multipart parsing and real ONNX Runtime."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from resnet_service import Settings, create_app
+from resnet_service.labels import Labels
+from tests.support.images import encode, photo
+
+JPEG = encode(photo("chelsea"), "JPEG", quality=90)
+
+
+def assert_error(response, status: int, code: str) -> None:  # noqa: ANN001 - httpx.Response
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body == {"success": False, "error": {"code": code, "message": body["error"]["message"]}}
+    assert body["error"]["message"] and "Traceback" not in response.text
+
+
+def test_predict_answers_exactly_the_seed_json_shape(client: TestClient) -> None:
+    response = client.post("/predict", files={"image": ("cat.jpg", JPEG, "image/jpeg")})
+    assert response.status_code == 200
+    body = response.json()
+    assert list(body) == ["predictions", "success"] and body["success"] is True
+    assert len(body["predictions"]) == 5
+    names = set(Labels.load().names)
+    for prediction in body["predictions"]:
+        assert list(prediction) == ["label", "probability"]
+        assert prediction["label"] in names and 0.0 < prediction["probability"] < 1.0
+    probabilities = [p["probability"] for p in body["predictions"]]
+    assert probabilities == sorted(probabilities, reverse=True)
+
+
+def test_probabilities_are_float32_values_widened(client: TestClient) -> None:
+    body = client.post("/predict", files={"image": ("cat.jpg", JPEG)}).json()
+    for prediction in body["predictions"]:
+        p = prediction["probability"]
+        assert float(np.float32(p)) == p
+
+
+def test_top_k_setting_changes_the_number_of_predictions(settings: Settings) -> None:
+    with TestClient(create_app(settings.model_copy(update={"top_k": 3}))) as client:
+        assert len(client.post("/predict", files={"image": ("cat.jpg", JPEG)}).json()["predictions"]) == 3
+
+
+def _multipart(boundary: str, *parts: tuple[str, bytes], close: bool = True) -> bytes:
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="f"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n".encode()
+        + content
+        + b"\r\n"
+        for name, content in parts
+    )
+    return body + (f"--{boundary}--\r\n".encode() if close else b"")
+
+
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect width="4" height="4"/></svg>'
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "status", "code"),
+    [
+        ({"files": {"image": ("empty.jpg", b"")}}, 400, "invalid_image"),
+        ({"files": {"image": ("cut.jpg", JPEG[:3000])}}, 400, "invalid_image"),
+        ({"files": {"image": ("notes.txt", b"just some words\n" * 50)}}, 400, "invalid_image"),
+        ({"files": {"image": ("x.svg", SVG, "image/svg+xml")}}, 415, "unsupported_image_format"),
+        ({"files": {"image": ("x.ico", encode(Image.new("RGB", (16, 16)), "ICO"))}}, 415, "unsupported_image_format"),
+        ({"files": {"picture": ("cat.jpg", JPEG)}}, 422, "missing_image_field"),
+        ({"data": {"image": "not a file"}, "files": {"other": ("x", b"x")}}, 400, "invalid_image"),
+        ({"content": JPEG, "headers": {"content-type": "image/jpeg"}}, 415, "unsupported_media_type"),
+        ({"json": {"image": "aGVsbG8="}}, 415, "unsupported_media_type"),
+        (
+            {
+                "content": _multipart("b0undary", ("image", JPEG), ("image", JPEG)),
+                "headers": {"content-type": "multipart/form-data; boundary=b0undary"},
+            },
+            422,
+            "missing_image_field",
+        ),
+        (
+            {
+                "content": _multipart("b0undary", ("image", JPEG), close=False),
+                "headers": {"content-type": "multipart/form-data; boundary=b0undary"},
+            },
+            400,
+            "malformed_request",
+        ),
+        ({"content": b"x", "headers": {"content-type": "multipart/form-data"}}, 400, "malformed_request"),
+    ],
+    ids=[
+        "empty",
+        "truncated",
+        "text",
+        "svg",
+        "ico",
+        "wrong-field-name",
+        "image-as-text-field",
+        "raw-jpeg-body",
+        "json-body",
+        "two-images",
+        "unterminated-multipart",
+        "no-boundary",
+    ],
+)
+def test_bad_requests_get_their_status_and_json_error_and_the_server_stays_ready(
+    client: TestClient, request_kwargs: dict[str, object], status: int, code: str
+) -> None:
+    assert_error(client.post("/predict", **request_kwargs), status, code)
+    assert client.get("/health/ready").status_code == 200
+    assert client.post("/predict", files={"image": ("cat.jpg", JPEG)}).status_code == 200
+
+
+def test_upload_over_the_byte_limit_is_a_413(settings: Settings) -> None:
+    with TestClient(create_app(settings.model_copy(update={"max_upload_bytes": 20_000}))) as client:
+        big = encode(photo("astronaut"), "PNG")
+        assert len(big) > 20_000 + 64 * 1024
+        assert_error(client.post("/predict", files={"image": ("big.png", big)}), 413, "payload_too_large")
+        # Just over the part limit but under the whole-body limit: caught by the part count while parsing.
+        assert_error(client.post("/predict", files={"image": ("b.bin", b"\xff" * 20_001)}), 413, "payload_too_large")
+        small = encode(photo("chelsea").resize((64, 64)), "JPEG")
+        assert client.post("/predict", files={"image": ("small.jpg", small)}).status_code == 200
+
+
+def test_image_over_the_pixel_limit_is_a_413(settings: Settings) -> None:
+    with TestClient(create_app(settings.model_copy(update={"max_image_pixels": 100 * 100}))) as client:
+        assert_error(client.post("/predict", files={"image": ("cat.jpg", JPEG)}), 413, "image_too_large")
+
+
+def test_predict_before_the_model_is_ready_is_a_503(settings: Settings) -> None:
+    client = TestClient(create_app(settings))  # no `with`: the lifespan has not run, so no model is loaded
+    assert_error(client.post("/predict", files={"image": ("cat.jpg", JPEG)}), 503, "model_not_ready")
+
+
+def test_unknown_route_and_wrong_method_answer_in_the_error_shape(client: TestClient) -> None:
+    assert_error(client.get("/nope"), 404, "http_404")
+    assert_error(client.get("/predict"), 405, "http_405")

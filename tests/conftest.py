@@ -1,0 +1,142 @@
+"""Shared fixtures: the exported test model with its Keras reference, an in-process app, and a live server.
+
+The Keras → ONNX export runs once per session in its own process (about a minute, 7 GB peak) and every test
+reuses its file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from resnet_service import Settings, create_app
+from tests.support.images import write_parity_images
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class KerasReference:
+    """The session's exported model and what Keras gives for each parity image."""
+
+    model_path: Path
+    report: dict[str, object]
+    images: dict[str, Path]
+    inputs: dict[str, np.ndarray]
+    probabilities: dict[str, np.ndarray]
+    top5: dict[str, list[tuple[str, float]]]
+
+
+@pytest.fixture(scope="session")
+def keras_reference(tmp_path_factory: pytest.TempPathFactory) -> KerasReference:
+    images = write_parity_images(tmp_path_factory.mktemp("parity-images"))
+    out = tmp_path_factory.mktemp("keras-reference")
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests/support/keras_reference.py"),
+            "--images",
+            str(next(iter(images.values())).parent),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        timeout=900,
+    )
+    recorded = np.load(out / "keras.npz")
+    names = [str(name) for name in recorded["names"]]
+    return KerasReference(
+        model_path=out / "resnet50.onnx",
+        report=json.loads((out / "report.json").read_text()),
+        images=images,
+        inputs={name: recorded["inputs"][i] for i, name in enumerate(names)},
+        probabilities={name: recorded["probabilities"][i] for i, name in enumerate(names)},
+        top5={
+            name: [(label, p) for label, p in pairs]
+            for name, pairs in json.loads((out / "keras_top5.json").read_text()).items()
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def model_path(keras_reference: KerasReference) -> Path:
+    return keras_reference.model_path
+
+
+@pytest.fixture
+def settings(model_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name in list(os.environ):
+        if name.startswith("RESNET_"):
+            monkeypatch.delenv(name)
+    return Settings(model_path=model_path)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    # Inside `with`, the lifespan runs: the real model loads and warms up.
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    started_at: float
+    ready_after_s: float
+
+
+def start_server(model: Path, env: dict[str, str] | None = None, timeout: float = 60.0) -> LiveServer:
+    """`resnet-service serve` in its own process, returned once /health/ready answers 200."""
+    port = free_port()
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "resnet_service.cli", "serve", "--port", str(port), "--model", str(model)],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("RESNET_")}, **(env or {})},
+    )
+    url = f"http://127.0.0.1:{port}"
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} before it was ready")
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=1.0, trust_env=False).status_code == 200:
+                return LiveServer(url, process, started, time.monotonic() - started)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"the server was not ready within {timeout}s")
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def live_server(model_path: Path) -> Iterator[LiveServer]:
+    server = start_server(model_path)
+    yield server
+    stop_server(server)

@@ -1,0 +1,114 @@
+"""A real uvicorn process on a free port, driven over HTTP with httpx and curl."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import KerasReference, LiveServer
+from tests.support.images import PHOTOS, encode, photo
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+@pytest.fixture
+def http(live_server: LiveServer) -> httpx.Client:
+    with httpx.Client(base_url=live_server.url, timeout=30.0, trust_env=False) as client:
+        yield client
+
+
+def test_top5_labels_equal_keras_and_probabilities_agree_within_1e_4(
+    http: httpx.Client, keras_reference: KerasReference
+) -> None:
+    for name, path in keras_reference.images.items():
+        response = http.post("/predict", files={"image": (name, path.read_bytes())})
+        assert response.status_code == 200, (name, response.text)
+        served = response.json()["predictions"]
+        expected = keras_reference.top5[name]
+        assert [p["label"] for p in served] == [label for label, _ in expected], name
+        for prediction, (_, probability) in zip(served, expected, strict=True):
+            assert abs(prediction["probability"] - probability) <= 1e-4, name
+
+
+def test_random_weights_are_not_degenerate_across_photos(keras_reference: KerasReference) -> None:
+    photos = [f"{name}.{ext}" for name in PHOTOS for ext in ("jpg", "png")]
+    top1 = [keras_reference.top5[name][0] for name in photos]
+    assert max(p for _, p in top1) < 0.5
+    assert len({label for label, _ in top1}) == len(PHOTOS)
+
+
+@pytest.mark.parametrize(
+    ("files", "status", "code"),
+    [
+        ({"image": ("e.jpg", b"")}, 400, "invalid_image"),
+        ({"image": ("t.jpg", encode(photo("rocket"), "JPEG")[:2000])}, 400, "invalid_image"),
+        ({"image": ("s.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>")}, 415, "unsupported_image_format"),
+        ({"file": ("c.jpg", encode(photo("chelsea"), "JPEG"))}, 422, "missing_image_field"),
+    ],
+    ids=["empty", "truncated", "svg", "missing-field"],
+)
+def test_bad_inputs_over_http_get_json_errors_and_the_server_stays_ready(
+    http: httpx.Client, files: dict[str, tuple[str, bytes]], status: int, code: str
+) -> None:
+    response = http.post("/predict", files=files)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    assert http.get("/health/ready").status_code == 200
+
+
+def test_oversize_upload_is_refused_from_its_content_length_before_the_body_is_read(
+    http: httpx.Client, live_server: LiveServer
+) -> None:
+    # Only the headers of a 40 MB upload are sent: the answer must come without the body ever arriving.
+    host, port = live_server.url.removeprefix("http://").split(":")
+    head = (
+        "POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+        f"Content-Length: {40 * 1024 * 1024}\r\n\r\n--x\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(head.encode())
+        answer = b""
+        while b"}}" not in answer:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 413"), answer
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == "payload_too_large"
+    assert http.get("/health/ready").status_code == 200
+
+
+def test_health_over_http_names_the_provider_and_random_weights(http: httpx.Client) -> None:
+    health = http.get("/health").json()
+    assert health["model"]["provider"] == "CPUExecutionProvider" and health["model"]["random_weights"] is True
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_curl_example_works(live_server: LiveServer, tmp_path: Path) -> None:
+    commands = re.findall(r"^curl .*/predict.*$", README.read_text(), flags=re.MULTILINE)
+    assert commands, "the README shows a curl example for /predict"
+    (tmp_path / "dog.jpg").write_bytes(encode(photo("chelsea"), "JPEG"))
+    command = commands[0].replace("http://localhost:8000", live_server.url)
+    result = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert '"success":true' in result.stdout and result.stdout.count('"label"') == 5
+
+
+def test_readme_httpx_example_works(live_server: LiveServer, tmp_path: Path) -> None:
+    match = re.search(r"```python\n(.*?import httpx.*?)```", README.read_text(), flags=re.DOTALL)
+    assert match, "the README shows an httpx example"
+    (tmp_path / "dog.jpg").write_bytes(encode(photo("chelsea"), "JPEG"))
+    code = match.group(1).replace("http://localhost:8000", live_server.url)
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 5 and all(float(line.split()[-1]) > 0 for line in lines)

@@ -1,0 +1,58 @@
+"""Real photos from scikit-image in the encodings users send, made at test time and never downloaded."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from skimage import data
+
+PHOTOS: dict[str, Callable[[], np.ndarray]] = {
+    "chelsea": data.chelsea,
+    "coffee": data.coffee,
+    "astronaut": data.astronaut,
+    "rocket": data.rocket,
+}
+
+
+def photo(name: str) -> Image.Image:
+    return Image.fromarray(PHOTOS[name]()).convert("RGB")
+
+
+def encode(image: Image.Image, format: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
+def parity_images() -> dict[str, bytes]:
+    """Uploads whose tensor must equal the seed's Keras path element for element."""
+    images: dict[str, bytes] = {}
+    for name in PHOTOS:
+        image = photo(name)
+        images[f"{name}.jpg"] = encode(image, "JPEG", quality=90)
+        images[f"{name}.png"] = encode(image, "PNG")
+    chelsea, coffee = photo("chelsea"), photo("coffee")
+    images["chelsea-progressive-444.jpg"] = encode(chelsea, "JPEG", quality=95, progressive=True, subsampling=0)
+    images["chelsea.bmp"] = encode(chelsea, "BMP")
+    images["chelsea.tiff"] = encode(chelsea, "TIFF")
+    images["chelsea-lossless.webp"] = encode(chelsea, "WEBP", lossless=True)
+    images["chelsea-lossy.webp"] = encode(chelsea, "WEBP", quality=80)
+    images["chelsea-palette.gif"] = encode(chelsea.quantize(256), "GIF")
+    images["coffee-grayscale.jpg"] = encode(coffee.convert("L"), "JPEG", quality=90)
+    images["coffee-grayscale.png"] = encode(coffee.convert("L"), "PNG")
+    images["coffee-1bit.png"] = encode(coffee.convert("1"), "PNG")
+    images["coffee-tiny.png"] = encode(coffee.resize((7, 5)), "PNG")
+    return images
+
+
+def write_parity_images(directory: Path) -> dict[str, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, content in parity_images().items():
+        paths[name] = directory / name
+        paths[name].write_bytes(content)
+    return paths

@@ -1,0 +1,83 @@
+"""Export the test model and record what the seed's Keras path gives for each test image.
+
+Run in its own process by the test session: TensorFlow and its 7 GB export peak stay out of pytest's process.
+
+    python tests/support/keras_reference.py --images DIR --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+SEED = 0
+
+
+def seed_keras_input(path: Path) -> np.ndarray:
+    """The seed's preprocessing, line for line: PIL → RGB if needed → resize → img_to_array → preprocess_input."""
+    from keras.applications import imagenet_utils
+    from keras.utils import img_to_array
+    from PIL import Image
+
+    image = Image.open(path)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    image = image.resize((224, 224))
+    array = np.expand_dims(img_to_array(image), axis=0)
+    return imagenet_utils.preprocess_input(array)
+
+
+def use_packaged_class_index() -> None:
+    """Give decode_predictions the packaged class index, which it would otherwise download.
+
+    The shared copy is the canonical content re-formatted, so Keras' md5 check on a cached file would refuse it;
+    decode_predictions reads the module global CLASS_INDEX when it is set.
+    """
+    from keras.src.applications import imagenet_utils
+
+    packaged = resources.files("resnet_service").joinpath("data/imagenet_class_index.json")
+    imagenet_utils.CLASS_INDEX = json.loads(packaged.read_text("utf-8"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    use_packaged_class_index()
+
+    from keras.applications.imagenet_utils import decode_predictions
+
+    from resnet_service.export import convert_and_verify, load_keras_model
+
+    def progress(message: str) -> None:
+        print(f"[reference] {message}", file=sys.stderr, flush=True)
+
+    model, weights = load_keras_model("random", SEED, progress)
+    report = convert_and_verify(model, weights, args.out / "resnet50.onnx", 17, SEED, progress)
+    (args.out / "report.json").write_text(json.dumps(asdict(report), indent=2))
+
+    names = sorted(path.name for path in args.images.iterdir())
+    inputs = np.concatenate([seed_keras_input(args.images / name) for name in names])
+    probabilities = model.predict(inputs, verbose=0)
+    top5 = {
+        name: [[label, float(p)] for _, label, p in decoded]
+        for name, decoded in zip(names, decode_predictions(probabilities, top=5), strict=True)
+    }
+    np.savez(args.out / "keras.npz", names=np.array(names), inputs=inputs, probabilities=probabilities)
+    (args.out / "keras_top5.json").write_text(json.dumps(top5, indent=2))
+    progress(f"recorded Keras outputs for {len(names)} images")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from resnet_service import settings as settings_module
+from resnet_service.settings import Settings, available_cpus
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("RESNET_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults_match_the_documented_ones() -> None:
+    settings = Settings()
+    assert settings.model_path == Path("models/resnet50.onnx")
+    assert settings.device == "auto"
+    assert settings.top_k == 5
+    assert settings.max_upload_bytes == 10 * 1024 * 1024
+    assert settings.max_image_pixels == 89_478_485
+    assert settings.intra_op_threads == available_cpus()
+
+
+def test_environment_uses_the_resnet_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESNET_TOP_K", "3")
+    monkeypatch.setenv("RESNET_DEVICE", "cpu")
+    monkeypatch.setenv("RESNET_INTRA_OP_THREADS", "1")
+    monkeypatch.setenv("TOP_K", "9")
+    settings = Settings()
+    assert (settings.top_k, settings.device, settings.intra_op_threads) == (3, "cpu", 1)
+
+
+def test_unknown_device_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESNET_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="device"):
+        Settings()
+
+
+def test_available_cpus_is_bounded_by_the_affinity_mask() -> None:
+    assert 1 <= available_cpus() <= len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"), [("150000 100000\n", 2), ("50000 100000\n", 1), ("max 100000\n", None)]
+)
+def test_cgroup_v2_quota_caps_the_cpu_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpu_max: str, expected: int | None
+) -> None:
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max)
+    monkeypatch.setattr(settings_module, "_CGROUP_V2_CPU_MAX", path)
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cpus() == (min(affinity, expected) if expected else affinity)
