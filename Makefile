@@ -14,13 +14,13 @@ run: install $(MODEL)
 	$(BIN)/resnet-service serve --host $(HOST) --port $(PORT) --model $(MODEL)
 
 test: install-dev
-	$(BIN)/ruff check src scripts tests
-	$(BIN)/ruff format --check src scripts tests
+	$(BIN)/ruff check src scripts tests bench
+	$(BIN)/ruff format --check src scripts tests bench
 	$(BIN)/python -m pytest
 
 lint: install-dev
-	$(BIN)/ruff check src scripts tests
-	$(BIN)/ruff format --check src scripts tests
+	$(BIN)/ruff check src scripts tests bench
+	$(BIN)/ruff format --check src scripts tests bench
 
 model: install $(MODEL)
 
@@ -46,12 +46,12 @@ $(MODEL): | $(VENV)/.installed-run
 		status=$$?; \
 		if [ $$status -ne $(WEIGHTS_UNAVAILABLE) ]; then exit $$status; fi; \
 		echo ''; \
-		echo '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'; \
-		echo '!! WARNING: the ImageNet weights could not be downloaded.                          !!'; \
-		echo '!! Exporting RANDOM weights instead: every prediction will be MEANINGLESS.          !!'; \
-		echo '!! For real predictions put resnet50_weights_tf_dim_ordering_tf_kernels.h5 in        !!'; \
-		echo '!! ~/.keras/models/, delete $@ and run make run again.                 !!'; \
-		echo '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'; \
+		echo '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'; \
+		echo '!! WARNING: the ImageNet weights could not be downloaded.'; \
+		echo '!! Exporting RANDOM weights instead: every prediction will be MEANINGLESS.'; \
+		echo '!! For real predictions put resnet50_weights_tf_dim_ordering_tf_kernels.h5'; \
+		echo '!! in ~/.keras/models/, delete $@ and run make run again.'; \
+		echo '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'; \
 		echo ''; \
 		$(BIN)/python scripts/export_onnx.py --weights random --output $@; \
 	}
