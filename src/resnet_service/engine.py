@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -65,7 +66,6 @@ class Engine:
 
     session: ort.InferenceSession
     path: Path
-    sha256: str
     provider: str
     input_name: str
     input_shape: list[int | str]
@@ -104,16 +104,20 @@ class Engine:
         engine = cls(
             session=session,
             path=path,
-            sha256=_sha256(path),
             provider=provider,
             input_name=model_input.name,
             input_shape=list(model_input.shape),
             output_name=model_output.name,
-            metadata=dict(session.get_modelmeta().custom_metadata_map),
+            metadata=dict(sorted(session.get_modelmeta().custom_metadata_map.items())),
             _executor=executor,
         )
         logger.info("loaded %s on %s with %d intra-op threads", path, provider, intra_op_threads)
         return engine
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        # Hashing 100 MB takes about 0.1 s: done on the first /health call, not during the cold start.
+        return _sha256(self.path)
 
     @property
     def random_weights(self) -> bool:

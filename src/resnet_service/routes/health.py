@@ -58,8 +58,9 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse(Readiness(status=status).model_dump(), status_code=200 if status == "ready" else 503)
 
 
+# A plain def runs in FastAPI's thread pool, so the first call's file hash never blocks the event loop.
 @router.get("/health", response_model=Health, summary="Model provenance, provider and versions")
-async def health(request: Request) -> Health:
+def health(request: Request) -> Health:
     engine: Engine | None = request.app.state.engine
     random = engine is not None and engine.random_weights
     return Health(
