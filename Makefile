@@ -8,10 +8,19 @@ PORT ?= 8000
 # Exit code of scripts/export_onnx.py when the ImageNet weights cannot be downloaded.
 WEIGHTS_UNAVAILABLE := 3
 
-.PHONY: run test lint model install install-dev clean
+API_PORT ?= 8000
+NGINX_PORT ?= 8080
+RUN_DIR ?= .run/stack
+
+.PHONY: run stack test lint model install install-dev clean
 
 run: install $(MODEL)
 	$(BIN)/resnet-service serve --host $(HOST) --port $(PORT) --model $(MODEL)
+
+# docker-compose.yml's topology without Docker: nginx (deploy/nginx.conf) on :8080 in front of uvicorn on :8000.
+stack: install $(MODEL)
+	exec $(BIN)/python scripts/stack.py --run-dir $(RUN_DIR) --api-port $(API_PORT) --nginx-port $(NGINX_PORT) \
+		--model $(MODEL)
 
 test: install-dev
 	$(BIN)/ruff check src scripts tests bench
@@ -57,4 +66,4 @@ $(MODEL): | $(VENV)/.installed-run
 	}
 
 clean:
-	rm -rf $(VENV) models .pytest_cache .ruff_cache
+	rm -rf $(VENV) models .run .pytest_cache .ruff_cache

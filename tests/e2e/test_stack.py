@@ -1,0 +1,141 @@
+"""`make stack` for real: nginx from the system in front of uvicorn, driven over HTTP through nginx."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, free_port
+from tests.support.images import encode, photo
+
+pytestmark = pytest.mark.stack
+
+
+@dataclass
+class Stack:
+    url: str
+    api_url: str
+    run_dir: Path
+    process: subprocess.Popen[str]
+    output: Path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def stack(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    run_dir = tmp_path_factory.mktemp("stack-run")
+    output = run_dir / "make-stack.out"
+    api_port, nginx_port = free_port(), free_port()
+    command = [
+        "make",
+        "--no-print-directory",
+        "stack",
+        f"API_PORT={api_port}",
+        f"NGINX_PORT={nginx_port}",
+        f"RUN_DIR={run_dir}",
+        f"MODEL={model_path}",
+        f"VENV={sys.prefix}",  # the interpreter running the tests, already installed
+    ]
+    with output.open("w") as sink:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, text=True)
+    stack = Stack(f"http://127.0.0.1:{nginx_port}", f"http://127.0.0.1:{api_port}", run_dir, process, output)
+    deadline = time.monotonic() + 180
+    while True:
+        assert process.poll() is None, f"make stack exited early:\n{output.read_text()}"
+        try:
+            if httpx.get(f"{stack.url}/health/ready", timeout=1, trust_env=False).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"the stack was not ready through nginx:\n{output.read_text()}"
+        time.sleep(0.1)
+    yield stack
+    if process.poll() is None:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+@pytest.fixture
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.url, timeout=30, trust_env=False) as client:
+        yield client
+
+
+def test_upload_through_nginx_answers_the_seed_json(http: httpx.Client) -> None:
+    response = http.post("/predict", files={"image": ("cat.jpg", encode(photo("chelsea"), "JPEG"))})
+    assert response.status_code == 200
+    body = response.json()
+    assert list(body) == ["predictions", "success"] and len(body["predictions"]) == 5
+
+
+def test_server_header_has_no_version(http: httpx.Client) -> None:
+    assert http.get("/health/live").headers["server"] == "nginx"
+
+
+def test_request_id_is_generated_when_absent_and_kept_when_given(http: httpx.Client) -> None:
+    generated = http.get("/health/live").headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    assert http.get("/health/live", headers={"X-Request-ID": "trace-42"}).headers["x-request-id"] == "trace-42"
+
+
+def test_forty_megabyte_upload_gets_a_json_413_from_nginx(stack: Stack) -> None:
+    # Only the headers are sent: nginx refuses from Content-Length, before any body byte and before the API.
+    host, port = stack.url.removeprefix("http://").split(":")
+    head = (
+        "POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+        f"Content-Length: {40 * 1000 * 1000}\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(head.encode())
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head_part, _, body = answer.partition(b"\r\n\r\n")
+    lines = head_part.decode().split("\r\n")
+    headers = {name.lower(): value for name, _, value in (line.partition(": ") for line in lines[1:])}
+    assert lines[0].startswith("HTTP/1.1 413")
+    assert headers["content-type"] == "application/json" and headers["server"] == "nginx"
+    assert json.loads(body) == {
+        "success": False,
+        "error": {"code": "payload_too_large", "message": json.loads(body)["error"]["message"]},
+    }
+
+
+def test_nginx_answers_json_502_when_the_api_is_down_and_the_stack_stops_cleanly(stack: Stack) -> None:
+    api_pid = int((stack.run_dir / "api.pid").read_text())
+    nginx_pid = int((stack.run_dir / "nginx.pid").read_text())
+    os.kill(api_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _alive(api_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with httpx.Client(base_url=stack.url, timeout=10, trust_env=False) as client:
+        response = client.get("/health")
+    assert response.status_code == 502
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == "bad_gateway" and response.json()["success"] is False
+    assert response.headers["x-request-id"]
+
+    stack.process.send_signal(signal.SIGTERM)  # make passes SIGTERM on to scripts/stack.py and waits for it
+    stack.process.wait(timeout=60)
+    output = stack.output.read_text()
+    assert "stack: the API exited" in output and output.rstrip().endswith("stack: stopped"), output
+    assert not _alive(nginx_pid)
