@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +13,7 @@ import pytest
 
 from tests.conftest import KerasReference, LiveServer
 from tests.support.images import PHOTOS, encode, photo
+from tests.support.raw_http import headers_only_upload
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -68,22 +67,9 @@ def test_oversize_upload_is_refused_from_its_content_length_before_the_body_is_r
     http: httpx.Client, live_server: LiveServer
 ) -> None:
     # Only the headers of a 40 MB upload are sent: the answer must come without the body ever arriving.
-    host, port = live_server.url.removeprefix("http://").split(":")
-    head = (
-        "POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary=x\r\n"
-        f"Content-Length: {40 * 1024 * 1024}\r\n\r\n--x\r\n"
-    )
-    with socket.create_connection((host, int(port)), timeout=10) as connection:
-        connection.sendall(head.encode())
-        answer = b""
-        while b"}}" not in answer:
-            chunk = connection.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-    status_line, _, rest = answer.partition(b"\r\n")
-    assert status_line.startswith(b"HTTP/1.1 413"), answer
-    assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == "payload_too_large"
+    response = headers_only_upload(live_server.url, 40 * 1024 * 1024)
+    assert response.status == 413
+    assert response.body["error"]["code"] == "payload_too_large"
     assert http.get("/health/ready").status_code == 200
 
 

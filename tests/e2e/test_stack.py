@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +17,7 @@ import pytest
 
 from tests.conftest import ROOT, free_port
 from tests.support.images import encode, photo
+from tests.support.raw_http import headers_only_upload
 
 pytestmark = pytest.mark.stack
 
@@ -99,24 +98,12 @@ def test_request_id_is_generated_when_absent_and_kept_when_given(http: httpx.Cli
 
 def test_forty_megabyte_upload_gets_a_json_413_from_nginx(stack: Stack) -> None:
     # Only the headers are sent: nginx refuses from Content-Length, before any body byte and before the API.
-    host, port = stack.url.removeprefix("http://").split(":")
-    head = (
-        "POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary=x\r\n"
-        f"Content-Length: {40 * 1000 * 1000}\r\n\r\n"
-    )
-    with socket.create_connection((host, int(port)), timeout=10) as connection:
-        connection.sendall(head.encode())
-        answer = b""
-        while chunk := connection.recv(65536):
-            answer += chunk
-    head_part, _, body = answer.partition(b"\r\n\r\n")
-    lines = head_part.decode().split("\r\n")
-    headers = {name.lower(): value for name, _, value in (line.partition(": ") for line in lines[1:])}
-    assert lines[0].startswith("HTTP/1.1 413")
-    assert headers["content-type"] == "application/json" and headers["server"] == "nginx"
-    assert json.loads(body) == {
+    response = headers_only_upload(stack.url, 40 * 1000 * 1000)
+    assert response.status == 413
+    assert response.headers["content-type"] == "application/json" and response.headers["server"] == "nginx"
+    assert response.body == {
         "success": False,
-        "error": {"code": "payload_too_large", "message": json.loads(body)["error"]["message"]},
+        "error": {"code": "payload_too_large", "message": response.body["error"]["message"]},
     }
 
 
