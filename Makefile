@@ -12,7 +12,7 @@ API_PORT ?= 8000
 NGINX_PORT ?= 8080
 RUN_DIR ?= .run/stack
 
-.PHONY: run stack test lint model install install-dev clean
+.PHONY: run stack test lint model bench install install-dev clean
 
 run: install $(MODEL)
 	$(BIN)/resnet-service serve --host $(HOST) --port $(PORT) --model $(MODEL)
@@ -32,6 +32,11 @@ lint: install-dev
 	$(BIN)/ruff format --check src scripts tests bench
 
 model: install $(MODEL)
+
+# The stack through nginx vs raw ONNX Runtime in one run: bench/results/bench.json and bench.png. Needs wrk.
+bench: install-dev $(MODEL)
+	$(BIN)/python -m pip install --quiet -e '.[export,dev,bench]'
+	$(BIN)/python -m bench.run --model $(MODEL) $(BENCH_ARGS)
 
 install: $(VENV)/.installed-run
 install-dev: $(VENV)/.installed-dev

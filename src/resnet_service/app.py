@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from resnet_service import __version__
+from resnet_service.batcher import DynamicBatcher
 from resnet_service.engine import Engine
 from resnet_service.errors import install_error_handlers
 from resnet_service.labels import Labels
@@ -36,18 +37,23 @@ def _lifespan(settings: Settings):  # noqa: ANN202 - FastAPI's lifespan type is 
             device=settings.device,
             intra_op_threads=settings.intra_op_threads,
             inference_threads=settings.inference_threads,
+            spinning=settings.intra_op_spinning,
         )
         preprocess_pool = ThreadPoolExecutor(max_workers=settings.preprocess_threads, thread_name_prefix="preprocess")
         app.state.engine = engine
         app.state.preprocess_pool = preprocess_pool
+        batcher = DynamicBatcher(engine.run, settings.max_batch_size, settings.batch_timeout_ms)
+        app.state.batcher = batcher
         try:
             await engine.warm_up()
             if engine.random_weights:
                 logger.warning("the model at %s has RANDOM weights: its predictions are meaningless", engine.path)
+            batcher.start()
             app.state.status = "ready"
             yield
         finally:
             app.state.status = "stopping"
+            await batcher.stop()
             preprocess_pool.shutdown(wait=True)
             engine.close()
 
@@ -66,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.status = "starting"
     app.state.engine = None
+    app.state.batcher = None
     app.state.labels = Labels.load()
     install_error_handlers(app)
     app.include_router(predict.router)

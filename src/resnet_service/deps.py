@@ -7,19 +7,19 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from resnet_service.engine import Engine
+from resnet_service.batcher import DynamicBatcher
 from resnet_service.errors import ModelNotReady
 from resnet_service.labels import Labels
 from resnet_service.settings import Settings
 
-__all__ = ["EngineDep", "LabelsDep", "SettingsDep", "PreprocessPoolDep"]
+__all__ = ["BatcherDep", "LabelsDep", "SettingsDep", "PreprocessPoolDep"]
 
 
-def _engine(request: Request) -> Engine:
-    engine: Engine | None = request.app.state.engine
-    if engine is None or request.app.state.status != "ready":
+def _batcher(request: Request) -> DynamicBatcher:
+    batcher: DynamicBatcher | None = request.app.state.batcher
+    if batcher is None or request.app.state.status != "ready":
         raise ModelNotReady("the model is still loading; retry when /health/ready answers 200")
-    return engine
+    return batcher
 
 
 def _labels(request: Request) -> Labels:
@@ -34,7 +34,7 @@ def _preprocess_pool(request: Request) -> ThreadPoolExecutor:
     return request.app.state.preprocess_pool
 
 
-EngineDep = Annotated[Engine, Depends(_engine)]
+BatcherDep = Annotated[DynamicBatcher, Depends(_batcher)]
 LabelsDep = Annotated[Labels, Depends(_labels)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 PreprocessPoolDep = Annotated[ThreadPoolExecutor, Depends(_preprocess_pool)]

@@ -74,7 +74,9 @@ class Engine:
     _executor: ThreadPoolExecutor = field(repr=False)
 
     @classmethod
-    def load(cls, path: Path, device: Device, intra_op_threads: int, inference_threads: int) -> Engine:
+    def load(
+        cls, path: Path, device: Device, intra_op_threads: int, inference_threads: int, spinning: bool = True
+    ) -> Engine:
         if not path.is_file():
             raise StartupError(
                 f"model file {path} not found: run `make model` (or `resnet-service export --weights random "
@@ -84,6 +86,7 @@ class Engine:
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         providers = choose_providers(device, ort.get_available_providers())
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=providers)

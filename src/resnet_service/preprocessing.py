@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 INPUT_SIZE = (224, 224)
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP", "TIFF"})
 # imagenet_utils.preprocess_input(mode="caffe") subtracts these from the B, G, R channels.
+# RESNET_RESIZE=fast: DCT-domain downscaling only for JPEGs at least 4× the input, and only down to 2× it, so
+# the bicubic resize still has twice the pixels it needs.
+FAST_DECODE_MIN_SIDE = 4 * INPUT_SIZE[0]
+FAST_DECODE_TARGET = (2 * INPUT_SIZE[0], 2 * INPUT_SIZE[1])
 CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
 _EXIF_ORIENTATION = 0x0112
@@ -88,9 +92,15 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode an upload to an upright RGB image, translating every Pillow failure into a ServiceError."""
+def decode_image(data: bytes, max_pixels: int, fast: bool = False) -> Image.Image:
+    """Decode an upload to an upright RGB image, translating every Pillow failure into a ServiceError.
+
+    ``fast`` lets a JPEG with both sides ≥ 896 decode at 1/2, 1/4 or 1/8 scale in the DCT domain
+    (``Image.draft``), never below 448 on either side; the pixels then differ slightly from the seed's full decode.
+    """
     image = _open(data, max_pixels)
+    if fast and image.format in ("JPEG", "MPO") and min(image.size) >= FAST_DECODE_MIN_SIDE:
+        image.draft(None, FAST_DECODE_TARGET)
     try:
         # Animations open on their first frame, which is the one classified.
         image.load()
@@ -106,14 +116,15 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         raise InvalidImage(f"the image could not be decoded ({type(exc).__name__}: {exc})") from exc
 
 
-def to_model_input(image: Image.Image) -> np.ndarray:
+def to_model_input(image: Image.Image, fast: bool = False) -> np.ndarray:
     """RGB image → float32 (224, 224, 3), as ``img_to_array`` + ``preprocess_input(mode="caffe")``."""
-    # The seed calls resize() with Pillow's default filter (bicubic); keep it for Keras parity.
-    resized = image.resize(INPUT_SIZE)
-    pixels = np.asarray(resized, dtype=np.float32)
-    return pixels[..., ::-1] - CAFFE_BGR_MEAN
+    # The seed calls resize() with Pillow's default filter (bicubic); keep it for Keras parity. In fast mode a
+    # large image is first box-reduced by an integer factor, which Pillow does far faster than bicubic.
+    resized = image.resize(INPUT_SIZE, reducing_gap=3.0 if fast else None)
+    # One pass: the uint8 BGR view is widened and centred together; float32(x) - mean either way.
+    return np.subtract(np.asarray(resized)[..., ::-1], CAFFE_BGR_MEAN, dtype=np.float32)
 
 
-def preprocess(data: bytes, max_pixels: int) -> np.ndarray:
-    """Encoded image bytes → float32 (1, 224, 224, 3) ready for the model."""
-    return to_model_input(decode_image(data, max_pixels))[np.newaxis]
+def preprocess(data: bytes, max_pixels: int, fast: bool = False) -> np.ndarray:
+    """Encoded image bytes → float32 (1, 224, 224, 3) ready for the model; ``fast`` is RESNET_RESIZE=fast."""
+    return to_model_input(decode_image(data, max_pixels, fast), fast)[np.newaxis]

@@ -139,3 +139,13 @@ def test_predict_before_the_model_is_ready_is_a_503(settings: Settings) -> None:
 def test_unknown_route_and_wrong_method_answer_in_the_error_shape(client: TestClient) -> None:
     assert_error(client.get("/nope"), 404, "http_404")
     assert_error(client.get("/predict"), 405, "http_405")
+
+
+def test_fast_resize_setting_reaches_the_route(settings: Settings) -> None:
+    large = encode(photo("rocket").resize((3200, 2400)), "JPEG", quality=90)
+    answers = {}
+    for mode in ("exact", "fast"):
+        with TestClient(create_app(settings.model_copy(update={"resize": mode}))) as client:
+            answers[mode] = client.post("/predict", files={"image": ("r.jpg", large)}).json()["predictions"]
+    assert answers["exact"] != answers["fast"]
+    assert [p["label"] for p in answers["exact"]][:1] == [p["label"] for p in answers["fast"]][:1]

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from resnet_service.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
-from resnet_service.preprocessing import CAFFE_BGR_MEAN, preprocess
+from resnet_service.preprocessing import CAFFE_BGR_MEAN, decode_image, preprocess
 from tests.conftest import KerasReference
 from tests.support.images import encode, photo
 
@@ -134,3 +134,18 @@ def test_pixel_limit_is_the_configured_one() -> None:
     assert preprocess(image, 10_000).shape == (1, 224, 224, 3)
     with pytest.raises(ImageTooLarge, match="10000 pixels; the limit is 9999"):
         preprocess(image, 9_999)
+
+
+def test_fast_resize_leaves_images_under_four_times_the_input_bit_identical() -> None:
+    for size in ((451, 300), (880, 1000)):
+        image = encode(photo("coffee").resize(size), "JPEG", quality=90)
+        assert np.array_equal(preprocess(image, LIMIT, fast=True), preprocess(image, LIMIT))
+
+
+def test_fast_resize_decodes_a_large_jpeg_at_reduced_scale_and_stays_close() -> None:
+    large = encode(photo("chelsea").resize((4000, 3000), Image.Resampling.LANCZOS), "JPEG", quality=90)
+    assert decode_image(large, LIMIT, fast=True).size == (1000, 750)  # 1/4 scale: the last one ≥ 448 per side
+    assert decode_image(large, LIMIT).size == (4000, 3000)
+    exact, fast = preprocess(large, LIMIT), preprocess(large, LIMIT, fast=True)
+    assert not np.array_equal(exact, fast)
+    assert float(np.abs(exact - fast).max()) <= 8.0 and float(np.abs(exact - fast).mean()) < 1.0

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from resnet_service.deps import EngineDep, LabelsDep, PreprocessPoolDep, SettingsDep
+from resnet_service.deps import BatcherDep, LabelsDep, PreprocessPoolDep, SettingsDep
 from resnet_service.errors import MissingImageField
 from resnet_service.preprocessing import preprocess
 from resnet_service.schemas import ErrorResponse, Prediction, PredictResponse
@@ -84,7 +84,7 @@ MULTIPART_IMAGE_BODY: dict[str, Any] = {
 )
 async def predict(
     request: Request,
-    engine: EngineDep,
+    batcher: BatcherDep,
     labels: LabelsDep,
     settings: SettingsDep,
     preprocess_pool: PreprocessPoolDep,
@@ -93,7 +93,8 @@ async def predict(
     if len(images) != 1:
         raise MissingImageField(f"send exactly one '{IMAGE_FIELD}' field; this body has {len(images)}")
     loop = asyncio.get_running_loop()
-    batch = await loop.run_in_executor(preprocess_pool, preprocess, images[0], settings.max_image_pixels)
-    probabilities = await engine.run(batch)
-    top = labels.top_k(probabilities[0], settings.top_k)
+    fast = settings.resize == "fast"
+    batch = await loop.run_in_executor(preprocess_pool, preprocess, images[0], settings.max_image_pixels, fast)
+    probabilities = await batcher.submit(batch)
+    top = labels.top_k(probabilities, settings.top_k)
     return PredictResponse(predictions=[Prediction(label=label, probability=p) for label, p in top])

@@ -1,0 +1,117 @@
+"""What RESNET_RESIZE=fast changes, and what other JPEG decoders would gain; printed as a table and JSON.
+
+    .venv/bin/python -m bench.resize_modes --model models/resnet50.onnx
+
+For real photos at their own size and scaled up to 12 MP: the preprocessing time in exact and fast mode, the
+largest and mean difference between the two tensors, and whether the model's top-1 and top-5 agree. Then the
+time to decode a 12 MP JPEG to a ≥224² image with Pillow (full and draft), simplejpeg and PyTurboJPEG, when
+they are installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+from skimage import data
+
+from resnet_service.preprocessing import preprocess
+
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
+
+
+def jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def timed(function: Callable[[], object], repeat: int = 7) -> float:
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - began)
+    return 1000 * statistics.median(times)
+
+
+def decoders(large: bytes) -> dict[str, float]:
+    results = {"pillow full decode": timed(lambda: Image.open(io.BytesIO(large)).convert("RGB"))}
+
+    def pillow_draft() -> Image.Image:
+        image = Image.open(io.BytesIO(large))
+        image.draft("RGB", (224, 224))
+        return image.convert("RGB")
+
+    results["pillow draft"] = timed(pillow_draft)
+    try:
+        import simplejpeg
+
+        results["simplejpeg full"] = timed(lambda: simplejpeg.decode_jpeg(large))
+        results["simplejpeg scaled"] = timed(lambda: simplejpeg.decode_jpeg(large, min_height=224, min_width=224))
+    except ImportError:
+        results["simplejpeg"] = float("nan")
+    try:
+        from turbojpeg import TurboJPEG
+
+        decoder = TurboJPEG()
+        results["PyTurboJPEG full"] = timed(lambda: decoder.decode(large))
+        results["PyTurboJPEG 1/8"] = timed(lambda: decoder.decode(large, scaling_factor=(1, 8)))
+    except (ImportError, RuntimeError, OSError):
+        results["PyTurboJPEG"] = float("nan")
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=Path("models/resnet50.onnx"))
+    args = parser.parse_args()
+    session = ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])
+    rows = []
+    for name in PHOTOS:
+        original = Image.fromarray(getattr(data, name)()).convert("RGB")
+        for label, image in (
+            ("own size", original),
+            ("12 MP", original.resize((4000, 3000), Image.Resampling.LANCZOS)),
+        ):
+            encoded = jpeg(image)
+            exact, fast = preprocess(encoded, 10**9), preprocess(encoded, 10**9, fast=True)
+            (probabilities,) = session.run(None, {"input": np.concatenate([exact, fast])})
+            top_exact, top_fast = np.argsort(-probabilities, axis=1)[:, :5]
+            rows.append(
+                {
+                    "photo": f"{name} {label} {image.width}x{image.height}",
+                    "exact_ms": timed(lambda e=encoded: preprocess(e, 10**9)),
+                    "fast_ms": timed(lambda e=encoded: preprocess(e, 10**9, fast=True)),
+                    "max_abs_diff": float(np.abs(exact - fast).max()),
+                    "mean_abs_diff": float(np.abs(exact - fast).mean()),
+                    "top1_agrees": bool(top_exact[0] == top_fast[0]),
+                    "top5_overlap": len(set(top_exact) & set(top_fast)),
+                }
+            )
+    large = jpeg(Image.fromarray(data.chelsea()).resize((4000, 3000), Image.Resampling.LANCZOS))
+    result = {"rows": rows, "decoders_12mp_ms": decoders(large)}
+    print(json.dumps(result, indent=2))
+    print("\n| photo | exact ms | fast ms | max abs Δ | mean abs Δ | top-1 same | top-5 overlap |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['photo']} | {row['exact_ms']:.1f} | {row['fast_ms']:.1f} | {row['max_abs_diff']:.1f} | "
+            f"{row['mean_abs_diff']:.2f} | {'yes' if row['top1_agrees'] else 'no'} | {row['top5_overlap']}/5 |"
+        )
+    print("\n| 12 MP JPEG decoder | ms |\n|---|---|")
+    for decoder, ms in result["decoders_12mp_ms"].items():
+        print(f"| {decoder} | {ms:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

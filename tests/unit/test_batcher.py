@@ -1,0 +1,183 @@
+"""DynamicBatcher with a stand-in model: batches are proven by what each caller gets back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+import pytest
+
+from resnet_service.batcher import BatchSizeMismatch, DynamicBatcher
+
+
+class GatedModel:
+    """Returns each row's first value times ten, and records every batch; can hold a batch until released."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[float]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.started = asyncio.Event()
+
+    async def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        self.batches.append([float(v) for v in inputs[:, 0]])
+        self.started.set()
+        await self.gate.wait()
+        return inputs[:, :1] * 10
+
+
+def row(value: float) -> np.ndarray:
+    return np.full((1, 3), value, dtype=np.float32)
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(test())
+
+
+def test_a_lone_request_runs_at_once_alone() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        batcher = DynamicBatcher(model, max_batch_size=8, max_wait_ms=0)
+        batcher.start()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        result = await batcher.submit(row(1))
+        assert loop.time() - began < 0.5
+        assert result.tolist() == [10.0] and model.batches == [[1.0]]
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_requests_arriving_while_the_model_is_busy_share_the_next_batch() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        model.gate.clear()
+        batcher = DynamicBatcher(model, max_batch_size=8)
+        batcher.start()
+        first = asyncio.create_task(batcher.submit(row(1)))
+        await model.started.wait()
+        waiting = [asyncio.create_task(batcher.submit(row(v))) for v in (2, 3, 4)]
+        await asyncio.sleep(0.01)
+        model.gate.set()
+        results = await asyncio.gather(first, *waiting)
+        assert [r.tolist() for r in results] == [[10.0], [20.0], [30.0], [40.0]]
+        assert model.batches == [[1.0], [2.0, 3.0, 4.0]]
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_batches_never_exceed_the_maximum() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        model.gate.clear()
+        batcher = DynamicBatcher(model, max_batch_size=2)
+        batcher.start()
+        tasks = [asyncio.create_task(batcher.submit(row(v))) for v in range(5)]
+        await asyncio.sleep(0.01)
+        model.gate.set()
+        await asyncio.gather(*tasks)
+        assert [len(b) for b in model.batches] == [2, 2, 1]
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_a_failing_batch_fails_every_caller_in_it_with_the_same_error() -> None:
+    async def scenario() -> None:
+        error = RuntimeError("session.run failed")
+        calls = 0
+
+        async def failing(inputs: np.ndarray) -> np.ndarray:
+            nonlocal calls
+            calls += 1
+            raise error
+
+        batcher = DynamicBatcher(failing, max_batch_size=8, max_wait_ms=50)
+        batcher.start()
+        results = await asyncio.gather(batcher.submit(row(1)), batcher.submit(row(2)), return_exceptions=True)
+        assert results == [error, error] and calls == 1
+        # The loop survives the failure and serves the next request.
+        batcher._run_batch = GatedModel()
+        assert (await batcher.submit(row(3))).tolist() == [30.0]
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_a_wrong_number_of_rows_is_a_typed_error_for_every_caller() -> None:
+    async def scenario() -> None:
+        async def short(inputs: np.ndarray) -> np.ndarray:
+            return inputs[:1]
+
+        batcher = DynamicBatcher(short, max_batch_size=8, max_wait_ms=50)
+        batcher.start()
+        results = await asyncio.gather(batcher.submit(row(1)), batcher.submit(row(2)), return_exceptions=True)
+        assert all(isinstance(r, BatchSizeMismatch) for r in results)
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_a_cancelled_request_is_dropped_before_it_costs_model_time() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        model.gate.clear()
+        batcher = DynamicBatcher(model, max_batch_size=8)
+        batcher.start()
+        first = asyncio.create_task(batcher.submit(row(1)))
+        await model.started.wait()
+        abandoned = asyncio.create_task(batcher.submit(row(2)))
+        kept = asyncio.create_task(batcher.submit(row(3)))
+        await asyncio.sleep(0.01)
+        abandoned.cancel()
+        model.gate.set()
+        await asyncio.gather(first, kept)
+        assert model.batches == [[1.0], [3.0]]
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_a_batch_timeout_holds_an_idle_model_for_company() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        batcher = DynamicBatcher(model, max_batch_size=8, max_wait_ms=200)
+        batcher.start()
+        first = asyncio.create_task(batcher.submit(row(1)))
+        await asyncio.sleep(0.02)
+        second = asyncio.create_task(batcher.submit(row(2)))
+        await asyncio.gather(first, second)
+        assert model.batches == [[1.0, 2.0]]
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_stop_fails_running_and_queued_requests_instead_of_leaving_them_waiting() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        model.gate.clear()
+        batcher = DynamicBatcher(model, max_batch_size=1)
+        batcher.start()
+        running = asyncio.create_task(batcher.submit(row(1)))
+        await model.started.wait()
+        queued = asyncio.create_task(batcher.submit(row(2)))
+        await asyncio.sleep(0.01)
+        await batcher.stop()
+        with pytest.raises(RuntimeError, match="stopped before"):
+            await queued
+        with pytest.raises(RuntimeError, match="stopped while"):
+            await running
+
+    run(scenario)
+
+
+def test_submit_before_start_is_refused() -> None:
+    async def scenario() -> None:
+        with pytest.raises(RuntimeError, match="not running"):
+            await DynamicBatcher(GatedModel(), max_batch_size=2).submit(row(1))
+
+    run(scenario)
