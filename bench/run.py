@@ -81,7 +81,7 @@ def wrk(url: str, body_file: Path, clients: int, seconds: float) -> dict[str, fl
         "wrk",
         "-t1",
         f"-c{clients}",
-        f"-d{seconds}s",
+        f"-d{max(1, round(seconds))}s",
         "--timeout",
         "30s",
         "-s",

@@ -24,6 +24,7 @@ from resnet_service.preprocessing import INPUT_SIZE, to_model_input
 
 if TYPE_CHECKING:
     import keras
+    from PIL import Image
 
 __all__ = ["ExportReport", "WeightsUnavailable", "ParityFailed", "load_keras_model", "convert_and_verify", "main"]
 
@@ -79,16 +80,20 @@ CALIBRATION_PHOTOS = (
 )
 
 
-def skimage_photos(names: Sequence[str]) -> np.ndarray:
-    """Real photos shipped by scikit-image, preprocessed by the service's own code: (N, 224, 224, 3)."""
+def skimage_photo(name: str) -> Image.Image:
+    """One of the real photos scikit-image ships in its wheel, as RGB."""
     from PIL import Image
     from skimage import data
 
-    def load(name: str) -> np.ndarray:
-        pixels = getattr(data, name)()
-        return pixels[0] if isinstance(pixels, tuple) else pixels  # stereo pairs come as (left, right, disparity)
+    pixels = getattr(data, name)()
+    if isinstance(pixels, tuple):  # stereo pairs come as (left, right, disparity)
+        pixels = pixels[0]
+    return Image.fromarray(pixels).convert("RGB")
 
-    return np.stack([to_model_input(Image.fromarray(load(name)).convert("RGB")) for name in names])
+
+def skimage_photos(names: Sequence[str]) -> np.ndarray:
+    """Real photos shipped by scikit-image, preprocessed by the service's own code: (N, 224, 224, 3)."""
+    return np.stack([to_model_input(skimage_photo(name)) for name in names])
 
 
 def random_tensors(seed: int, count: int = 4) -> np.ndarray:
@@ -125,7 +130,10 @@ def _randomise(model: keras.Model, seed: int, calibration: np.ndarray) -> None:
     features = keras.Model(model.input, model.get_layer("avg_pool").output).predict(calibration, verbose=0)
     classifier = model.get_layer("predictions")
     kernel, bias = classifier.get_weights()
-    centre, spread = features.mean(axis=0), features.std(axis=0) + 1e-6
+    # Flooring the spread at its median keeps near-constant features from getting huge weights, which would make
+    # the logits a small difference of large terms that any rounding (INT8 above all) scrambles.
+    centre, spread = features.mean(axis=0), features.std(axis=0)
+    spread = np.maximum(spread, float(np.median(spread)))
     kernel = kernel / spread[:, np.newaxis]
     scale = 2.0 / float(((features - centre) @ kernel).std())
     bias = -(centre @ kernel) * scale + rng.normal(0.0, 0.1, bias.shape)
@@ -271,13 +279,46 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, default=Path("models/resnet50.onnx"), help="the .onnx file to write")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
     parser.add_argument("--seed", type=int, default=0, help="seed for random weights and test tensors (default: 0)")
+    parser.add_argument("--quantize", choices=["int8"], help="also write a static INT8 QDQ model")
+    parser.add_argument("--calibration-dir", type=Path, help="real photos to calibrate INT8 on (needed by --quantize)")
+    parser.add_argument("--int8-output", type=Path, help="the INT8 file (default: OUTPUT with .int8.onnx)")
+    parser.add_argument(
+        "--from-onnx", type=Path, help="quantize this existing fp32 ONNX file instead of exporting (no TensorFlow)"
+    )
     return parser
 
 
+def _quantize(args: argparse.Namespace, fp32: Path, progress: Progress) -> int:
+    from resnet_service.quantize import quantize_int8
+
+    output = args.int8_output or fp32.with_name(fp32.name.removesuffix(".onnx") + ".int8.onnx")
+    try:
+        report = quantize_int8(fp32, output, args.calibration_dir, progress)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    progress(
+        f"wrote {output}: {report.int8_bytes / 1e6:.1f} MB (fp32 {report.fp32_bytes / 1e6:.1f} MB); INT8 vs fp32 "
+        f"top-1 agreement {report.calibration.top1:.0%} on {report.calibration.images} calibration images, "
+        f"{report.holdout.top1:.0%} on {report.holdout.images} held out; top-5 overlap "
+        f"{report.calibration.top5_overlap:.0%} / {report.holdout.top5_overlap:.0%}"
+    )
+    progress("judge INT8 accuracy with the real ImageNet weights: agreement on random weights says little")
+    print(json.dumps(asdict(report)))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    args = build_parser(prog).parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides the progress
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if args.quantize and not args.calibration_dir:
+        parser.error("--quantize int8 needs --calibration-dir DIR of real photos")
+    if args.from_onnx and not args.quantize:
+        parser.error("--from-onnx is for --quantize int8")
     progress = _progress_printer()
+    if args.from_onnx:
+        return _quantize(args, args.from_onnx, progress)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides the progress
     try:
         progress("importing TensorFlow and tf2onnx")
         report = export_model(args.weights, args.output, args.opset, args.seed, progress)
@@ -294,4 +335,4 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     if report.random_weights:
         progress("WARNING: the weights are RANDOM; this model's predictions are meaningless")
     print(json.dumps(asdict(report)))
-    return 0
+    return _quantize(args, args.output, progress) if args.quantize else 0

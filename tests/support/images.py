@@ -56,3 +56,18 @@ def write_parity_images(directory: Path) -> dict[str, Path]:
         paths[name] = directory / name
         paths[name].write_bytes(content)
     return paths
+
+
+def write_calibration_images(directory: Path) -> list[Path]:
+    """Every photo scikit-image ships, as JPEG and mirrored: 30 real images to calibrate INT8 on."""
+    from resnet_service.export import CALIBRATION_PHOTOS, skimage_photo
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in CALIBRATION_PHOTOS:
+        image = skimage_photo(name)
+        for variant, picture in (("", image), ("-mirrored", image.transpose(Image.Transpose.FLIP_LEFT_RIGHT))):
+            path = directory / f"{name}{variant}.jpg"
+            path.write_bytes(encode(picture, "JPEG", quality=90))
+            paths.append(path)
+    return paths
