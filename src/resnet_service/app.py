@@ -7,13 +7,15 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from resnet_service import __version__
+from resnet_service.auth import UNAUTHORIZED_RESPONSE, api_key_guard
 from resnet_service.batcher import DynamicBatcher
 from resnet_service.engine import Engine
-from resnet_service.errors import install_error_handlers
+from resnet_service.errors import StartupError, install_error_handlers
 from resnet_service.labels import Labels
+from resnet_service.request_id import RequestIdMiddleware
 from resnet_service.routes import health, predict
 from resnet_service.settings import Settings
 
@@ -32,17 +34,24 @@ def _lifespan(settings: Settings):  # noqa: ANN202 - FastAPI's lifespan type is 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # A model that fails to load raises here, so the server exits instead of serving 503s forever.
-        engine = Engine.load(
-            settings.model_path,
-            device=settings.device,
-            intra_op_threads=settings.intra_op_threads,
-            inference_threads=settings.inference_threads,
-            spinning=settings.intra_op_spinning,
-        )
+        try:
+            engine = Engine.load(
+                settings.model_path,
+                device=settings.device,
+                intra_op_threads=settings.intra_op_threads,
+                inference_threads=settings.inference_threads,
+                spinning=settings.intra_op_spinning,
+            )
+        except StartupError as exc:
+            # One plain line that names the file and the fix, above the traceback uvicorn prints.
+            logger.error("cannot start: %s", exc)
+            raise
         preprocess_pool = ThreadPoolExecutor(max_workers=settings.preprocess_threads, thread_name_prefix="preprocess")
         app.state.engine = engine
         app.state.preprocess_pool = preprocess_pool
-        batcher = DynamicBatcher(engine.run, settings.max_batch_size, settings.batch_timeout_ms)
+        batcher = DynamicBatcher(
+            engine.run, settings.max_batch_size, settings.batch_timeout_ms, max_queue=settings.max_queue
+        )
         app.state.batcher = batcher
         try:
             await engine.warm_up()
@@ -75,6 +84,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.batcher = None
     app.state.labels = Labels.load()
     install_error_handlers(app)
-    app.include_router(predict.router)
+    app.add_middleware(RequestIdMiddleware)
+    if settings.api_keys:
+        # Only the inference routes: health and metrics stay open for probes and scrapers.
+        app.include_router(
+            predict.router, dependencies=[Depends(api_key_guard(settings.api_keys))], responses=UNAUTHORIZED_RESPONSE
+        )
+    else:
+        app.include_router(predict.router)
     app.include_router(health.router)
     return app

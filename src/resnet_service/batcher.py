@@ -5,6 +5,10 @@ One background task owns the model. It takes the first waiting request, adds eve
 idle therefore runs at once, alone; requests that arrive while the model is busy queue up and form the next
 batch. ``max_wait_ms`` > 0 additionally holds an idle model for company, trading a lone client's latency for
 fuller batches.
+
+The queue is bounded. A caller ``reserve()``s a place on arrival, before it reads or decodes anything, and holds
+it until its request joins a running batch; with ``max_queue`` places taken, ``reserve()`` raises ``QueueFull``
+at once, so an overloaded service refuses cheaply instead of queueing without limit.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["DynamicBatcher", "BatchSizeMismatch"]
+__all__ = ["DynamicBatcher", "BatchSizeMismatch", "QueueFull", "Slot"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +31,33 @@ class BatchSizeMismatch(RuntimeError):
     """Raised to every caller of a batch when the model returned a different number of rows than it was given."""
 
 
+class QueueFull(RuntimeError):
+    """Raised by ``reserve()`` when ``max_queue`` requests are already waiting."""
+
+
+class Slot:
+    """A reserved place in the queue; released once, when its request joins a batch or gives up."""
+
+    def __init__(self, batcher: DynamicBatcher) -> None:
+        self._batcher = batcher
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._batcher._waiting -= 1
+
+    def __enter__(self) -> Slot:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
 @dataclass
 class _Request:
     inputs: np.ndarray
+    slot: Slot
     future: asyncio.Future[np.ndarray] = field(repr=False)
 
 
@@ -42,18 +70,36 @@ def _fail(requests: list[_Request], error: BaseException) -> None:
 class DynamicBatcher:
     """Coalesce ``submit`` calls into batches of at most ``max_batch_size`` rows for ``run_batch``."""
 
-    def __init__(self, run_batch: RunBatch, max_batch_size: int, max_wait_ms: float = 0.0) -> None:
-        if max_batch_size < 1:
-            raise ValueError("max_batch_size must be at least 1")
+    def __init__(
+        self, run_batch: RunBatch, max_batch_size: int, max_wait_ms: float = 0.0, max_queue: int = 1_000_000
+    ) -> None:
+        if max_batch_size < 1 or max_queue < 1:
+            raise ValueError("max_batch_size and max_queue must be at least 1")
         self._run_batch = run_batch
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
+        self.max_queue = max_queue
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._waiting = 0
+        self.rows_run = 0
+        self.dropped = 0
 
     @property
     def queued(self) -> int:
         return self._queue.qsize()
+
+    @property
+    def waiting(self) -> int:
+        """Requests holding a place: admitted, and not yet in a running batch."""
+        return self._waiting
+
+    def reserve(self) -> Slot:
+        """A place in the queue for one request, or ``QueueFull`` at once; use it as a context manager."""
+        if self._waiting >= self.max_queue:
+            raise QueueFull(f"{self._waiting} requests are already waiting (the limit is {self.max_queue})")
+        self._waiting += 1
+        return Slot(self)
 
     def start(self) -> None:
         if self._task is None:
@@ -70,13 +116,20 @@ class DynamicBatcher:
         queued = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
         _fail(queued, RuntimeError("the batcher stopped before this request ran"))
 
-    async def submit(self, inputs: np.ndarray) -> np.ndarray:
-        """One (1, ...) input → its (…) output row, computed in whichever batch it lands in."""
+    async def submit(self, inputs: np.ndarray, slot: Slot | None = None) -> np.ndarray:
+        """One (1, ...) input → its (…) output row, computed in whichever batch it lands in.
+
+        ``slot`` is the place ``reserve()`` gave this request; without one, a place is reserved here.
+        """
         if self._task is None:
             raise RuntimeError("the batcher is not running")
+        slot = slot if slot is not None else self.reserve()
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Request(inputs, future))
-        return await future
+        self._queue.put_nowait(_Request(inputs, slot, future))
+        try:
+            return await future
+        finally:
+            slot.release()
 
     async def _next_batch(self) -> list[_Request]:
         batch = [await self._queue.get()]
@@ -92,8 +145,12 @@ class DynamicBatcher:
                 batch.append(await asyncio.wait_for(self._queue.get(), remaining))
             except TimeoutError:
                 break
-        # A caller that gave up (disconnect, timeout) cancelled its future; its row would be wasted work.
-        return [request for request in batch if not request.future.done()]
+        for request in batch:
+            request.slot.release()
+        # A caller that gave up (disconnect, deadline) cancelled its future; its row would be wasted work.
+        live = [request for request in batch if not request.future.done()]
+        self.dropped += len(batch) - len(live)
+        return live
 
     async def _loop(self) -> None:
         while True:
@@ -101,6 +158,7 @@ class DynamicBatcher:
             if not batch:
                 continue
             try:
+                self.rows_run += len(batch)
                 outputs = await self._run_batch(np.concatenate([request.inputs for request in batch]))
                 if len(outputs) != len(batch):
                     raise BatchSizeMismatch(f"the model returned {len(outputs)} rows for a batch of {len(batch)}")

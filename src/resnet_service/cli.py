@@ -12,16 +12,12 @@ __all__ = ["main"]
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from resnet_service.app import create_app
+    from resnet_service.server import serve
     from resnet_service.settings import Settings
 
     settings = Settings(model_path=args.model) if args.model else Settings()
-    uvicorn.run(
-        create_app(settings), host=args.host, port=args.port, log_level=args.log_level, log_config=_log_config()
-    )
-    return 0
+    return serve(create_app(settings), settings, args.host, args.port, args.log_level, _log_config())
 
 
 def _log_config() -> dict[str, object]:

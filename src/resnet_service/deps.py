@@ -17,7 +17,8 @@ __all__ = ["BatcherDep", "LabelsDep", "SettingsDep", "PreprocessPoolDep"]
 
 def _batcher(request: Request) -> DynamicBatcher:
     batcher: DynamicBatcher | None = request.app.state.batcher
-    if batcher is None or request.app.state.status != "ready":
+    # While stopping, readiness is 503 but requests that still reach the app are served: the drain finishes them.
+    if batcher is None or request.app.state.status == "starting":
         raise ModelNotReady("the model is still loading; retry when /health/ready answers 200")
     return batcher
 

@@ -8,7 +8,10 @@ ServiceError                 an expected failure with an HTTP status and a stabl
 ├── MalformedRequest         400: the multipart body cannot be parsed
 ├── UnsupportedMediaType     415: the request body is not multipart/form-data
 ├── MissingImageField        422: the multipart body has no ``image`` field
+├── Unauthorized             401: RESNET_API_KEYS is set and the request has no valid bearer key
 ├── ModelNotReady            503: the model is not loaded or warmed up yet
+├── Overloaded               503: RESNET_MAX_QUEUE requests are already waiting
+├── DeadlineExceeded         504: the request passed RESNET_REQUEST_TIMEOUT_S before it was answered
 ├── InferenceFailed          500: ONNX Runtime raised while running the model
 └── ClientClosedRequest      499: the client went away before its upload arrived
 
@@ -24,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from resnet_service.request_id import request_id_of
 from resnet_service.schemas import ErrorDetail, ErrorResponse
 
 __all__ = [
@@ -36,6 +40,9 @@ __all__ = [
     "MissingImageField",
     "MalformedRequest",
     "ModelNotReady",
+    "Overloaded",
+    "DeadlineExceeded",
+    "Unauthorized",
     "InferenceFailed",
     "ClientClosedRequest",
     "StartupError",
@@ -51,9 +58,10 @@ class ServiceError(Exception):
     status: int = 500
     code: str = "internal_error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers or {}
 
 
 class InvalidImage(ServiceError):
@@ -112,6 +120,27 @@ class ModelNotReady(ServiceError):
     code = "model_not_ready"
 
 
+class Overloaded(ServiceError):
+    """Raised on arrival, before the body is read, when RESNET_MAX_QUEUE requests are already waiting."""
+
+    status = 503
+    code = "overloaded"
+
+
+class DeadlineExceeded(ServiceError):
+    """Raised when a request is still unanswered at its deadline; its queued work is dropped."""
+
+    status = 504
+    code = "deadline_exceeded"
+
+
+class Unauthorized(ServiceError):
+    """Raised when API keys are configured and the request carries none of them as a bearer token."""
+
+    status = 401
+    code = "unauthorized"
+
+
 class InferenceFailed(ServiceError):
     """Raised when ONNX Runtime fails inside a session run."""
 
@@ -130,16 +159,28 @@ class StartupError(Exception):
     """Raised while loading the model when the service cannot serve; the message names the file and the fix."""
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    body = ErrorResponse(error=ErrorDetail(code=code, message=message))
+def error_response(request: Request, status: int, code: str, message: str) -> JSONResponse:
+    # The request id lets a user quote one failure and an operator find its log line and traceback.
+    request_id = request_id_of(request.scope)
+    body = ErrorResponse(error=ErrorDetail(code=code, message=message, request_id=request_id))
     return JSONResponse(body.model_dump(), status_code=status)
 
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    if exc.status >= 500:
-        logger.error("%s %s failed: %s", request.method, request.url.path, exc.message, exc_info=exc)
-    return error_response(exc.status, exc.code, exc.message)
+    # Overload and deadlines are the service protecting itself, not faults: they are counted, not traced.
+    if exc.status == 500:
+        logger.error(
+            "%s %s failed (request %s): %s",
+            request.method,
+            request.url.path,
+            request_id_of(request.scope),
+            exc.message,
+            exc_info=exc,
+        )
+    response = error_response(request, exc.status, exc.code, exc.message)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -147,12 +188,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     problems = "; ".join(
         f"{'.'.join(str(part) for part in err.get('loc', ()))}: {err.get('msg', '')}" for err in exc.errors()
     )
-    return error_response(422, "validation_error", problems or "the request is not valid")
+    return error_response(request, 422, "validation_error", problems or "the request is not valid")
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    response = error_response(exc.status_code, f"http_{exc.status_code}", str(exc.detail))
+    response = error_response(request, exc.status_code, f"http_{exc.status_code}", str(exc.detail))
     if exc.headers:
         response.headers.update(exc.headers)
     return response
@@ -160,8 +201,14 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # The traceback goes to the log, never into the body.
-    logger.exception("%s %s raised an unexpected error", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "the server failed to handle this request")
+    logger.exception(
+        "%s %s raised an unexpected error (request %s)",
+        request.method,
+        request.url.path,
+        request_id_of(request.scope),
+        exc_info=exc,
+    )
+    return error_response(request, 500, "internal_error", "the server failed to handle this request")
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -48,6 +48,9 @@ class PredictResponse(BaseModel):
 class ErrorDetail(BaseModel):
     code: str = Field(description="A stable, machine-readable code, such as invalid_image.")
     message: str = Field(description="What went wrong, in words a person can act on.")
+    request_id: str | None = Field(
+        None, description="The request's X-Request-ID (given or generated), to quote when reporting a failure."
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -74,6 +77,8 @@ class Health(BaseModel):
     warning: str | None = Field(None, description="Set when the weights are random.")
     versions: dict[str, str] = Field(description="Versions of the libraries that serve the model.")
     intra_op_threads: int
+    waiting: int = Field(description="Requests admitted and not yet in a running batch (decoding or queued).")
+    max_queue: int = Field(description="RESNET_MAX_QUEUE: past this many waiting, /predict answers 503.")
 
 
 class Liveness(BaseModel):

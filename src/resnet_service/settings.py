@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from PIL import Image
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "available_cpus"]
 
@@ -100,3 +100,35 @@ class Settings(BaseSettings):
         description="Threads decoding and resizing uploads, apart from inference; default: CPUs - 1, since "
         "every decode running beside a model run slows all of the model's threads.",
     )
+    max_queue: int = Field(
+        32,
+        ge=1,
+        description="Most requests admitted and not yet in a running batch (decoding or waiting for the model); "
+        "past it a request is refused at once with 503 and Retry-After instead of queueing without limit.",
+    )
+    request_timeout_s: float = Field(
+        30.0,
+        gt=0.0,
+        le=3600.0,
+        description="Deadline for one /predict request, upload included; a request still waiting when it passes "
+        "leaves the queue before it costs model time and is answered 504. Keep it under nginx's proxy_read_timeout.",
+    )
+    shutdown_grace_s: float = Field(
+        25.0,
+        ge=0.0,
+        description="On SIGTERM, how long in-flight and queued requests may take to finish before they are "
+        "cancelled; keep it under the orchestrator's grace period (Kubernetes: 30 s).",
+    )
+    api_keys: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(),
+        repr=False,
+        description="Comma-separated keys; when set, /predict needs `Authorization: Bearer <key>`. Empty: open.",
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_api_keys(cls, value: object) -> object:
+        # The environment holds one comma-separated string; a blank entry must never become a valid key.
+        if isinstance(value, str):
+            return frozenset(key.strip() for key in value.split(",") if key.strip())
+        return value

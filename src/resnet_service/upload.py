@@ -22,10 +22,13 @@ from resnet_service.errors import (
     UnsupportedMediaType,
 )
 
-__all__ = ["read_file_fields", "MULTIPART_OVERHEAD_BYTES"]
+__all__ = ["read_file_fields", "MULTIPART_OVERHEAD_BYTES", "MAX_PART_HEADER_BYTES"]
 
 # Room for boundaries, part headers and small extra fields on top of the files themselves.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# A part's headers are a Content-Disposition and a Content-Type: a few hundred bytes. Far more is an attack on
+# the parser's memory, refused as it arrives.
+MAX_PART_HEADER_BYTES = 16 * 1024
 
 
 @dataclass
@@ -45,14 +48,23 @@ class _Collector:
     _current: _Part = field(default_factory=_Part)
     _header_name: bytearray = field(default_factory=bytearray)
     _header_value: bytearray = field(default_factory=bytearray)
+    _header_bytes: int = 0
 
     def on_part_begin(self) -> None:
         self._current = _Part()
+        self._header_bytes = 0
+
+    def _count_header_bytes(self, count: int) -> None:
+        self._header_bytes += count
+        if self._header_bytes > MAX_PART_HEADER_BYTES:
+            raise MalformedRequest(f"a multipart part's headers are over {MAX_PART_HEADER_BYTES} bytes")
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count_header_bytes(end - start)
         self._header_name += data[start:end]
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._count_header_bytes(end - start)
         self._header_value += data[start:end]
 
     def on_header_end(self) -> None:

@@ -8,6 +8,7 @@ from importlib import metadata
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from resnet_service.batcher import DynamicBatcher
 from resnet_service.engine import Engine
 from resnet_service.schemas import Health, Liveness, ModelInfo, Readiness
 
@@ -62,6 +63,7 @@ async def ready(request: Request) -> JSONResponse:
 @router.get("/health", response_model=Health, summary="Model provenance, provider and versions")
 def health(request: Request) -> Health:
     engine: Engine | None = request.app.state.engine
+    batcher: DynamicBatcher | None = request.app.state.batcher
     random = engine is not None and engine.random_weights
     return Health(
         status=request.app.state.status,
@@ -70,4 +72,6 @@ def health(request: Request) -> Health:
         warning=RANDOM_WEIGHTS_WARNING if random else None,
         versions=_versions(),
         intra_op_threads=request.app.state.settings.intra_op_threads,
+        waiting=batcher.waiting if batcher is not None else 0,
+        max_queue=request.app.state.settings.max_queue,
     )

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Request
 
+from resnet_service.batcher import DynamicBatcher, QueueFull, Slot
 from resnet_service.deps import BatcherDep, LabelsDep, PreprocessPoolDep, SettingsDep
-from resnet_service.errors import MissingImageField
+from resnet_service.disconnect import cancel_on_disconnect
+from resnet_service.errors import DeadlineExceeded, MissingImageField, Overloaded
 from resnet_service.preprocessing import preprocess
 from resnet_service.schemas import ErrorResponse, Prediction, PredictResponse
+from resnet_service.settings import Settings
 from resnet_service.upload import read_file_fields
 
 __all__ = ["router"]
@@ -44,8 +49,20 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
         "No `image` field in the multipart body.", "missing_image_field", "the multipart body has no 'image' field"
     ),
     500: _error("The model failed to run.", "inference_failed", "the model failed to run"),
-    503: _error("The model is still loading.", "model_not_ready", "the model is still loading"),
+    503: _error(
+        "The model is still loading, or RESNET_MAX_QUEUE requests are already waiting (retry after Retry-After).",
+        "overloaded",
+        "32 requests are already waiting (the limit is 32); retry shortly",
+    ),
+    504: _error(
+        "The request was not answered within RESNET_REQUEST_TIMEOUT_S; its queued work was dropped.",
+        "deadline_exceeded",
+        "the request was not answered within its 30-second deadline",
+    ),
 }
+
+# How long an overloaded service asks clients to wait: a few batches' time on a CPU.
+RETRY_AFTER_S = 1
 
 # FastAPI would parse an UploadFile parameter before the handler runs, spooling large bodies to disk; the body is
 # streamed by read_file_fields instead, so the form is described here for the docs page's file picker.
@@ -89,12 +106,36 @@ async def predict(
     settings: SettingsDep,
     preprocess_pool: PreprocessPoolDep,
 ) -> PredictResponse:
+    # Admission comes first, so a refused request costs no body parsing and no decode.
+    try:
+        slot = batcher.reserve()
+    except QueueFull as exc:
+        raise Overloaded(f"{exc}; retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)}) from exc
+    with slot:
+        try:
+            async with asyncio.timeout(settings.request_timeout_s):
+                probabilities = await _classify(request, batcher, slot, settings, preprocess_pool)
+        except TimeoutError as exc:
+            raise DeadlineExceeded(
+                f"the request was not answered within its {settings.request_timeout_s:g}-second deadline"
+            ) from exc
+    top = labels.top_k(probabilities, settings.top_k)
+    return PredictResponse(predictions=[Prediction(label=label, probability=p) for label, p in top])
+
+
+async def _classify(
+    request: Request, batcher: DynamicBatcher, slot: Slot, settings: Settings, preprocess_pool: ThreadPoolExecutor
+) -> np.ndarray:
     images = await read_file_fields(request, IMAGE_FIELD, settings.max_upload_bytes)
     if len(images) != 1:
         raise MissingImageField(f"send exactly one '{IMAGE_FIELD}' field; this body has {len(images)}")
+    return await cancel_on_disconnect(request.receive, _run(images[0], batcher, slot, settings, preprocess_pool))
+
+
+async def _run(
+    image: bytes, batcher: DynamicBatcher, slot: Slot, settings: Settings, preprocess_pool: ThreadPoolExecutor
+) -> np.ndarray:
     loop = asyncio.get_running_loop()
     fast = settings.resize == "fast"
-    batch = await loop.run_in_executor(preprocess_pool, preprocess, images[0], settings.max_image_pixels, fast)
-    probabilities = await batcher.submit(batch)
-    top = labels.top_k(probabilities, settings.top_k)
-    return PredictResponse(predictions=[Prediction(label=label, probability=p) for label, p in top])
+    batch = await loop.run_in_executor(preprocess_pool, preprocess, image, settings.max_image_pixels, fast)
+    return await batcher.submit(batch, slot)

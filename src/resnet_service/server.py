@@ -1,0 +1,61 @@
+"""uvicorn, stopped the way Kubernetes and Compose stop a container: drain, then exit 0.
+
+On SIGTERM or Ctrl-C, readiness turns 503 at once (so load balancers stop sending), uvicorn closes its listening
+socket (new connections are refused), the requests in flight and in the batcher's queue finish, and the process
+exits 0. Whatever is still running after ``RESNET_SHUTDOWN_GRACE_S`` is cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from resnet_service.settings import Settings
+
+__all__ = ["DrainingServer", "serve"]
+
+logger = logging.getLogger(__name__)
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._app.state.status == "ready":
+            batcher = self._app.state.batcher
+            logger.info(
+                "%s: readiness is now 503; draining the requests in flight (%d waiting for the model)",
+                signal.Signals(sig).name,
+                batcher.waiting if batcher is not None else 0,
+            )
+            self._app.state.status = "stopping"
+        super().handle_exit(sig, frame)
+
+
+# uvicorn.run's own exit status when the application fails to start.
+STARTUP_FAILURE = 3
+
+
+def serve(app: FastAPI, settings: Settings, host: str, port: int, log_level: str, log_config: dict) -> int:
+    """Serve until stopped; the exit status: 0 after a drain, STARTUP_FAILURE if the model never loaded."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=log_config,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
+    )
+    server = DrainingServer(config, app)
+    # uvicorn re-raises SIGTERM once it has drained, so the default handler would end a clean stop with status
+    # 143. This handler, which uvicorn restores around its own, makes that re-raise (and a SIGTERM that arrives
+    # before uvicorn listens) a request to stop instead, so a drained server exits 0.
+    signal.signal(signal.SIGTERM, server.handle_exit)
+    server.run()
+    return 0 if server.started else STARTUP_FAILURE
