@@ -52,6 +52,9 @@ def write_configs(run_dir: Path, api_port: int, nginx_port: int) -> Path:
         "RESNET_UPSTREAM": f"127.0.0.1:{api_port}",
         "NGINX_PORT": f"127.0.0.1:{nginx_port}",
         "CLIENT_MAX_BODY_SIZE": client_max_body_size(),
+        # The same defaults docker-compose.yml gives the nginx container.
+        "NGINX_RATE_LIMIT": os.environ.get("NGINX_RATE_LIMIT", "100r/s"),
+        "NGINX_RATE_BURST": os.environ.get("NGINX_RATE_BURST", "200"),
         "RUN_DIR": str(run_dir),
     }
     (run_dir / "default.conf").write_text(render((DEPLOY / "nginx.conf").read_text(), values))
