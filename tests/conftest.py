@@ -11,20 +11,43 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from resnet_service import Settings, create_app
 from tests.support.images import write_parity_images
 
 ROOT = Path(__file__).resolve().parents[1]
+_FIGURES = pytest.StashKey[list[str]]()
+
+
+def add_figure(config: pytest.Config, line: str) -> None:
+    """Record a measured figure; all of them are printed in the run's summary, so CI logs show them."""
+    config.stash.setdefault(_FIGURES, []).append(line)
+
+
+@pytest.fixture
+def report_figure(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    return lambda line: add_figure(request.config, f"{request.node.name}: {line}")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    figures = config.stash.get(_FIGURES, [])
+    if figures:
+        terminalreporter.section("measured figures")
+        for line in figures:
+            terminalreporter.write_line(line)
 
 
 @dataclass(frozen=True)
@@ -104,14 +127,21 @@ class LiveServer:
     ready_after_s: float
 
 
-def start_server(model: Path, env: dict[str, str] | None = None, timeout: float = 60.0) -> LiveServer:
-    """`resnet-service serve` in its own process, returned once /health/ready answers 200."""
+def start_server(
+    model: Path, env: dict[str, str] | None = None, timeout: float = 60.0, log: Path | None = None
+) -> LiveServer:
+    """`resnet-service serve` in its own process, returned once /health/ready answers 200; output to ``log``."""
     port = free_port()
     started = time.monotonic()
+    sink = log.open("wb") if log is not None else None
     process = subprocess.Popen(
         [sys.executable, "-m", "resnet_service.cli", "serve", "--port", str(port), "--model", str(model)],
         env={**{k: v for k, v in os.environ.items() if not k.startswith("RESNET_")}, **(env or {})},
+        stdout=sink,
+        stderr=subprocess.STDOUT if sink else None,
     )
+    if sink is not None:
+        sink.close()  # the child holds its own descriptor
     url = f"http://127.0.0.1:{port}"
     while time.monotonic() - started < timeout:
         if process.poll() is not None:
@@ -140,3 +170,29 @@ def live_server(model_path: Path) -> Iterator[LiveServer]:
     server = start_server(model_path)
     yield server
     stop_server(server)
+
+
+@dataclass
+class ThreadedServer:
+    """Real uvicorn on a real socket, in a thread of the test process, so a test can read the app's state."""
+
+    url: str
+    app: FastAPI
+
+
+@contextmanager
+def threaded_server(settings: Settings) -> Iterator[ThreadedServer]:
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield ThreadedServer(f"http://127.0.0.1:{port}", app)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

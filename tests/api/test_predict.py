@@ -9,17 +9,10 @@ from PIL import Image
 
 from resnet_service import Settings, create_app
 from resnet_service.labels import Labels
+from tests.support.errors import assert_error
 from tests.support.images import encode, photo
 
 JPEG = encode(photo("chelsea"), "JPEG", quality=90)
-
-
-def assert_error(response, status: int, code: str) -> None:  # noqa: ANN001 - httpx.Response
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert body == {"success": False, "error": {"code": code, "message": body["error"]["message"]}}
-    assert body["error"]["message"] and "Traceback" not in response.text
 
 
 def test_predict_answers_exactly_the_seed_json_shape(client: TestClient) -> None:

@@ -16,7 +16,7 @@ import yaml
 from tests.conftest import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
-TEMPLATE_VARIABLES = {"RESNET_UPSTREAM", "NGINX_PORT", "CLIENT_MAX_BODY_SIZE"}
+TEMPLATE_VARIABLES = {"RESNET_UPSTREAM", "NGINX_PORT", "CLIENT_MAX_BODY_SIZE", "NGINX_RATE_LIMIT", "NGINX_RATE_BURST"}
 
 
 def _compose() -> dict:
@@ -98,7 +98,7 @@ def _stack_script() -> ModuleType:
 def test_envsubst_as_the_nginx_image_runs_it_renders_what_the_native_stack_renders() -> None:
     envsubst = shutil.which("envsubst")
     assert envsubst, "envsubst (gettext-base) renders the template as the official nginx image does"
-    values = {"RESNET_UPSTREAM": "api:8000", "NGINX_PORT": "8080", "CLIENT_MAX_BODY_SIZE": "10304k"}
+    values = {name: str(value) for name, value in _compose()["services"]["nginx"]["environment"].items()}
     template = (ROOT / "deploy/nginx.conf").read_text()
     # The image's entrypoint passes the names of the variables defined in the container to envsubst.
     defined = " ".join(f"${name}" for name in values)

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, free_port
+from tests.support.errors import assert_error
 from tests.support.images import encode, photo
 from tests.support.raw_http import headers_only_upload
 
@@ -39,9 +40,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-@pytest.fixture(scope="module")
-def stack(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    run_dir = tmp_path_factory.mktemp("stack-run")
+def start_stack(model_path: Path, run_dir: Path, env: dict[str, str] | None = None) -> Stack:
+    """`make stack` on free ports, returned once nginx answers /health/ready with 200."""
     output = run_dir / "make-stack.out"
     api_port, nginx_port = free_port(), free_port()
     command = [
@@ -55,7 +55,9 @@ def stack(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         f"VENV={sys.prefix}",  # the interpreter running the tests, already installed
     ]
     with output.open("w") as sink:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
+        )
     stack = Stack(f"http://127.0.0.1:{nginx_port}", f"http://127.0.0.1:{api_port}", run_dir, process, output)
     deadline = time.monotonic() + 180
     while True:
@@ -67,10 +69,20 @@ def stack(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             pass
         assert time.monotonic() < deadline, f"the stack was not ready through nginx:\n{output.read_text()}"
         time.sleep(0.1)
-    yield stack
-    if process.poll() is None:
-        process.terminate()
-        process.wait(timeout=60)
+    return stack
+
+
+def stop_stack(stack: Stack) -> None:
+    if stack.process.poll() is None:
+        stack.process.terminate()
+        stack.process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def stack(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = start_stack(model_path, tmp_path_factory.mktemp("stack-run"))
+    yield running
+    stop_stack(running)
 
 
 @pytest.fixture
@@ -90,10 +102,42 @@ def test_server_header_has_no_version(http: httpx.Client) -> None:
     assert http.get("/health/live").headers["server"] == "nginx"
 
 
-def test_request_id_is_generated_when_absent_and_kept_when_given(http: httpx.Client) -> None:
-    generated = http.get("/health/live").headers["x-request-id"]
-    assert re.fullmatch(r"[0-9a-f]{32}", generated)
-    assert http.get("/health/live", headers={"X-Request-ID": "trace-42"}).headers["x-request-id"] == "trace-42"
+def test_request_id_is_generated_when_absent_kept_when_given_and_sent_once(http: httpx.Client) -> None:
+    generated = http.get("/health/live").headers.get_list("x-request-id")
+    assert len(generated) == 1 and re.fullmatch(r"[0-9a-f]{32}", generated[0])
+    assert http.get("/health/live", headers={"X-Request-ID": "trace-42"}).headers.get_list("x-request-id") == [
+        "trace-42"
+    ]
+    # An id with characters that could break a header, a log line or a JSON body is replaced.
+    replaced = http.get("/health/live", headers={"X-Request-ID": 'x"} <b>'}).headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", replaced)
+
+
+def test_an_api_error_through_nginx_carries_the_same_request_id_in_header_and_body(http: httpx.Client) -> None:
+    response = http.post("/predict", files={"image": ("e.jpg", b"")}, headers={"X-Request-ID": "trace-43"})
+    assert_error(response, 400, "invalid_image")
+    assert response.json()["error"]["request_id"] == "trace-43"
+
+
+def test_huge_request_headers_get_a_json_400_from_nginx(http: httpx.Client) -> None:
+    response = http.get("/health/live", headers={"X-Padding": "x" * 64 * 1024})
+    assert response.status_code == 400 and response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == "bad_request"
+
+
+def test_one_client_over_its_rate_gets_json_429s_from_nginx(model_path: Path, tmp_path: Path) -> None:
+    limited = start_stack(model_path, tmp_path, env={"NGINX_RATE_LIMIT": "2r/s", "NGINX_RATE_BURST": "2"})
+    try:
+        with httpx.Client(base_url=limited.url, timeout=10, trust_env=False) as client:
+            responses = [client.get("/health/live") for _ in range(10)]
+        statuses = [response.status_code for response in responses]
+        assert statuses.count(200) >= 1 and statuses.count(429) >= 5, statuses
+        refused = next(response for response in responses if response.status_code == 429)
+        assert refused.headers["content-type"] == "application/json" and refused.headers["retry-after"] == "1"
+        assert refused.json()["error"]["code"] == "too_many_requests"
+        assert refused.json()["error"]["request_id"] == refused.headers["x-request-id"]
+    finally:
+        stop_stack(limited)
 
 
 def test_forty_megabyte_upload_gets_a_json_413_from_nginx(stack: Stack) -> None:
@@ -103,7 +147,11 @@ def test_forty_megabyte_upload_gets_a_json_413_from_nginx(stack: Stack) -> None:
     assert response.headers["content-type"] == "application/json" and response.headers["server"] == "nginx"
     assert response.body == {
         "success": False,
-        "error": {"code": "payload_too_large", "message": response.body["error"]["message"]},
+        "error": {
+            "code": "payload_too_large",
+            "message": response.body["error"]["message"],
+            "request_id": response.headers["x-request-id"],
+        },
     }
 
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 import pytest
 
-from resnet_service.batcher import BatchSizeMismatch, DynamicBatcher
+from resnet_service.batcher import BatchSizeMismatch, DynamicBatcher, QueueFull
 
 
 class GatedModel:
@@ -179,5 +179,67 @@ def test_submit_before_start_is_refused() -> None:
     async def scenario() -> None:
         with pytest.raises(RuntimeError, match="not running"):
             await DynamicBatcher(GatedModel(), max_batch_size=2).submit(row(1))
+
+    run(scenario)
+
+
+def test_the_queue_refuses_at_once_when_max_queue_requests_wait_and_a_running_batch_frees_places() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        model.gate.clear()
+        batcher = DynamicBatcher(model, max_batch_size=2, max_queue=2)
+        batcher.start()
+        running = [asyncio.create_task(batcher.submit(row(v))) for v in (1, 2)]
+        await model.started.wait()
+        # Both joined the running batch, so they no longer hold places: two more may wait.
+        assert batcher.waiting == 0
+        waiting = [asyncio.create_task(batcher.submit(row(v))) for v in (3, 4)]
+        await asyncio.sleep(0.01)
+        assert batcher.waiting == 2
+        with pytest.raises(QueueFull, match="2 requests are already waiting"):
+            batcher.reserve()
+        model.gate.set()
+        assert [r.tolist() for r in await asyncio.gather(*running, *waiting)] == [[10.0], [20.0], [30.0], [40.0]]
+        assert batcher.waiting == 0 and batcher.rows_run == 4
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_a_reserved_place_is_given_back_when_its_request_fails_before_submitting() -> None:
+    async def scenario() -> None:
+        batcher = DynamicBatcher(GatedModel(), max_batch_size=2, max_queue=1)
+        batcher.start()
+        with pytest.raises(ValueError), batcher.reserve():
+            assert batcher.waiting == 1
+            raise ValueError("the upload was not an image")
+        assert batcher.waiting == 0
+        with batcher.reserve() as slot:
+            assert (await batcher.submit(row(5), slot)).tolist() == [50.0]
+        assert batcher.waiting == 0
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_a_cancelled_request_gives_its_place_back_and_is_counted_as_dropped() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        model.gate.clear()
+        batcher = DynamicBatcher(model, max_batch_size=1, max_queue=4)
+        batcher.start()
+        first = asyncio.create_task(batcher.submit(row(1)))
+        await model.started.wait()
+        abandoned = asyncio.create_task(batcher.submit(row(2)))
+        await asyncio.sleep(0.01)
+        assert batcher.waiting == 1
+        abandoned.cancel()
+        await asyncio.sleep(0.01)
+        assert batcher.waiting == 0
+        model.gate.set()
+        await first
+        await asyncio.sleep(0.01)
+        assert batcher.dropped == 1 and batcher.rows_run == 1 and model.batches == [[1.0]]
+        await batcher.stop()
 
     run(scenario)

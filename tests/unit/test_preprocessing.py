@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,6 +9,7 @@ from PIL import Image
 from resnet_service.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
 from resnet_service.preprocessing import CAFFE_BGR_MEAN, decode_image, preprocess
 from tests.conftest import KerasReference
+from tests.support.hostile import png_header_only, png_with_a_few_pixels
 from tests.support.images import encode, photo
 
 LIMIT = 89_478_485
@@ -82,20 +80,6 @@ def test_one_pixel_image_is_accepted() -> None:
     assert preprocess(encode(Image.new("RGB", (1, 1), (10, 20, 30)), "PNG"), LIMIT).shape == (1, 224, 224, 3)
 
 
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
-def _png_header_only(width: int, height: int) -> bytes:
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-
-
-def _png_with_a_few_pixels(width: int, height: int) -> bytes:
-    """A valid PNG header claiming width × height, followed by one compressed row: a bomb's shape, 100 bytes."""
-    row = zlib.compress(b"\x00" + b"\x00" * 3 * 16)
-    return _png_header_only(width, height) + _png_chunk(b"IDAT", row) + _png_chunk(b"IEND", b"")
-
-
 @pytest.mark.parametrize(
     ("content", "error"),
     [
@@ -103,7 +87,7 @@ def _png_with_a_few_pixels(width: int, height: int) -> bytes:
         (encode(photo("chelsea"), "JPEG")[:4000], InvalidImage),
         (np.random.default_rng(1).bytes(5000), InvalidImage),
         (b"hello, this is plain text and not an image\n" * 20, InvalidImage),
-        (_png_header_only(64, 64), InvalidImage),
+        (png_header_only(64, 64), InvalidImage),
         (
             b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>',
             UnsupportedImageFormat,
@@ -121,12 +105,12 @@ def test_bad_uploads_raise_their_typed_error(content: bytes, error: type[Excepti
 
 def test_decompression_bomb_is_refused_from_its_header_alone() -> None:
     # The file holds one row of pixels, so decoding it would fail as truncated: a 413 proves nothing was decoded.
-    bomb = _png_with_a_few_pixels(30_000, 30_000)
+    bomb = png_with_a_few_pixels(30_000, 30_000)
     assert len(bomb) < 200
     with pytest.raises(ImageTooLarge):
         preprocess(bomb, LIMIT)
     with pytest.raises(InvalidImage, match="decoded"):
-        preprocess(_png_with_a_few_pixels(3_000, 3_000), LIMIT)
+        preprocess(png_with_a_few_pixels(3_000, 3_000), LIMIT)
 
 
 def test_pixel_limit_is_the_configured_one() -> None:

@@ -24,6 +24,19 @@ def test_defaults_match_the_documented_ones() -> None:
     assert settings.max_upload_bytes == 10 * 1024 * 1024
     assert settings.max_image_pixels == 89_478_485
     assert settings.intra_op_threads == available_cpus()
+    assert settings.max_queue == 32
+    assert settings.request_timeout_s == 30.0
+    assert settings.shutdown_grace_s == 25.0
+    assert settings.api_keys == frozenset()
+
+
+def test_api_keys_are_comma_separated_blank_entries_ignored_and_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESNET_API_KEYS", " alpha-key ,beta-key,, ")
+    settings = Settings()
+    assert settings.api_keys == frozenset({"alpha-key", "beta-key"})
+    assert "alpha-key" not in repr(settings)
+    monkeypatch.setenv("RESNET_API_KEYS", " , ")
+    assert Settings().api_keys == frozenset()
 
 
 def test_environment_uses_the_resnet_prefix(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,97 @@
+"""A bounded, closed-loop load generator: N clients upload the same photo back to back for a fixed time.
+
+Each client is one keep-alive HTTP/1.1 connection sending a request built once and reading the answer's status
+line and headers: the generator shares the server's two cores, so it must cost as little CPU as possible per
+request (an httpx client here took enough CPU to slow the model it was measuring).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+
+import httpx
+
+
+@dataclass
+class LoadResult:
+    seconds: float = 0.0
+    statuses: Counter[int] = field(default_factory=Counter)
+    ok_latencies_s: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def goodput(self) -> float:
+        return self.statuses[200] / self.seconds
+
+    def percentile_ms(self, q: float) -> float:
+        return statistics.quantiles(self.ok_latencies_s, n=100)[round(q) - 1] * 1000
+
+    def summary(self) -> str:
+        return (
+            f"{self.goodput:.1f} answers/s of 200 over {self.seconds:.1f} s, "
+            f"statuses {dict(sorted(self.statuses.items()))}, "
+            f"p50 {self.percentile_ms(50):.0f} ms, p99 {self.percentile_ms(99):.0f} ms, errors {len(self.errors)}"
+        )
+
+
+def _request(host: str, image: bytes) -> bytes:
+    built = httpx.Request("POST", f"http://{host}/predict", files={"image": ("photo.jpg", image)})
+    body = built.read()
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: {built.headers['content-type']}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, dict]:
+    writer.write(request)
+    await writer.drain()
+    status_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    headers = {name.lower(): value for name, _, value in (line.partition(": ") for line in lines if line)}
+    await reader.readexactly(int(headers["content-length"]))
+    return int(status_line.split()[1]), headers
+
+
+async def _run(url: str, image: bytes, clients: int, seconds: float, honour_retry_after: bool) -> LoadResult:
+    result = LoadResult()
+    jitter = random.Random(0)
+    loop = asyncio.get_running_loop()
+    host, port = url.removeprefix("http://").split(":")
+    request = _request(f"{host}:{port}", image)
+    stop_at = loop.time() + seconds
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while loop.time() < stop_at:
+                began = loop.time()
+                try:
+                    status, headers = await asyncio.wait_for(_exchange(reader, writer, request), timeout=30)
+                except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                    result.errors.append(repr(exc))
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, int(port))
+                    continue
+                result.statuses[status] += 1
+                if status == 200:
+                    result.ok_latencies_s.append(loop.time() - began)
+                elif status == 503 and honour_retry_after:
+                    # Jittered, as well-behaved clients retry: clients refused together and retrying together
+                    # would arrive in bursts that leave the server idle between them.
+                    await asyncio.sleep(float(headers["retry-after"]) * jitter.uniform(0.5, 1.5))
+        finally:
+            writer.close()
+
+    began = loop.time()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    result.seconds = loop.time() - began
+    return result
+
+
+def run_load(url: str, image: bytes, clients: int, seconds: float, honour_retry_after: bool = True) -> LoadResult:
+    return asyncio.run(_run(url, image, clients, seconds, honour_retry_after))
