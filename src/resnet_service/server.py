@@ -53,9 +53,11 @@ def serve(app: FastAPI, settings: Settings, host: str, port: int, log_level: str
         timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
     server = DrainingServer(config, app)
-    # uvicorn re-raises SIGTERM once it has drained, so the default handler would end a clean stop with status
-    # 143. This handler, which uvicorn restores around its own, makes that re-raise (and a SIGTERM that arrives
-    # before uvicorn listens) a request to stop instead, so a drained server exits 0.
-    signal.signal(signal.SIGTERM, server.handle_exit)
+    # uvicorn re-raises the signal once it has drained, so the default handlers would end a clean stop with
+    # status 143 (SIGTERM) or a KeyboardInterrupt traceback (Ctrl-C). These handlers, which uvicorn restores
+    # around its own, make that re-raise (and a signal that arrives before uvicorn listens) a request to stop
+    # instead, so a drained server exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, server.handle_exit)
     server.run()
     return 0 if server.started else STARTUP_FAILURE

@@ -96,7 +96,12 @@ def test_device_cuda_without_cuda_stops_startup(model_path: Path) -> None:
     assert "cannot start: RESNET_DEVICE=cuda" in result.stderr and "RESNET_DEVICE=cpu" in result.stderr
 
 
-def test_a_server_stopped_while_idle_exits_0(model_path: Path) -> None:
-    server = start_server(model_path)
-    server.process.send_signal(signal.SIGTERM)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_server_stopped_while_idle_exits_0_without_a_traceback(
+    model_path: Path, tmp_path: Path, sig: signal.Signals
+) -> None:
+    log = tmp_path / "server.log"
+    server = start_server(model_path, log=log)
+    server.process.send_signal(sig)
     assert server.process.wait(timeout=30) == 0
+    assert "Traceback" not in log.read_text()
