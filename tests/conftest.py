@@ -127,6 +127,15 @@ class LiveServer:
     ready_after_s: float
 
 
+def serve_command(model: Path, port: int) -> list[str]:
+    return [sys.executable, "-m", "resnet_service.cli", "serve", "--port", str(port), "--model", str(model)]
+
+
+def server_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment without any RESNET_* setting of the developer's, plus ``env``."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("RESNET_")}, **(env or {})}
+
+
 def start_server(
     model: Path, env: dict[str, str] | None = None, timeout: float = 60.0, log: Path | None = None
 ) -> LiveServer:
@@ -135,8 +144,8 @@ def start_server(
     started = time.monotonic()
     sink = log.open("wb") if log is not None else None
     process = subprocess.Popen(
-        [sys.executable, "-m", "resnet_service.cli", "serve", "--port", str(port), "--model", str(model)],
-        env={**{k: v for k, v in os.environ.items() if not k.startswith("RESNET_")}, **(env or {})},
+        serve_command(model, port),
+        env=server_env(env),
         stdout=sink,
         stderr=subprocess.STDOUT if sink else None,
     )

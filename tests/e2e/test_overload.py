@@ -13,7 +13,7 @@ import httpx
 from resnet_service import Settings
 from tests.conftest import start_server, stop_server, threaded_server
 from tests.support.images import encode, photo
-from tests.support.load import run_load
+from tests.support.load import run_load, upload_request
 
 JPEG = encode(photo("chelsea"), "JPEG", quality=90)
 
@@ -64,18 +64,8 @@ def test_requests_past_their_deadline_get_504_and_never_reach_the_model(settings
 
 
 def _raw_upload(port: int) -> socket.socket:
-    boundary = "b0undary"
-    body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="c.jpg"\r\n\r\n'.encode()
-        + JPEG
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    head = (
-        f"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
     connection = socket.create_connection(("127.0.0.1", port), timeout=10)
-    connection.sendall(head.encode() + body)
+    connection.sendall(upload_request(f"127.0.0.1:{port}", JPEG))
     return connection
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from resnet_service import Settings, create_app
 from resnet_service.server import STARTUP_FAILURE, DrainingServer
-from tests.conftest import free_port, start_server
+from tests.conftest import free_port, serve_command, server_env, start_server
 from tests.support.images import encode, photo
 
 JPEG = encode(photo("chelsea"), "JPEG", quality=90)
@@ -69,9 +67,8 @@ def test_sigterm_drains_every_queued_upload_refuses_new_connections_and_exits_0(
 
 
 def _serve(model: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("RESNET_")}
-    command = [sys.executable, "-m", "resnet_service.cli", "serve", "--port", str(free_port()), "--model", str(model)]
-    return subprocess.run(command, env={**clean, **env}, capture_output=True, text=True, timeout=60)
+    command = serve_command(model, free_port())
+    return subprocess.run(command, env=server_env(env), capture_output=True, text=True, timeout=60)
 
 
 def test_a_missing_model_file_stops_startup_with_a_message_that_names_the_file_and_the_fix(tmp_path: Path) -> None:

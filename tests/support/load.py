@@ -38,7 +38,8 @@ class LoadResult:
         )
 
 
-def _request(host: str, image: bytes) -> bytes:
+def upload_request(host: str, image: bytes) -> bytes:
+    """The bytes of one HTTP/1.1 POST /predict carrying ``image`` as the multipart field ``image``."""
     built = httpx.Request("POST", f"http://{host}/predict", files={"image": ("photo.jpg", image)})
     body = built.read()
     head = (
@@ -62,7 +63,7 @@ async def _run(url: str, image: bytes, clients: int, seconds: float, honour_retr
     jitter = random.Random(0)
     loop = asyncio.get_running_loop()
     host, port = url.removeprefix("http://").split(":")
-    request = _request(f"{host}:{port}", image)
+    request = upload_request(f"{host}:{port}", image)
     stop_at = loop.time() + seconds
 
     async def client() -> None:
