@@ -41,17 +41,29 @@ class Slot:
     def __init__(self, batcher: DynamicBatcher) -> None:
         self._batcher = batcher
         self._held = True
+        # Set by the batcher once this request's row is computed; a caller that gives up after that wasted it.
+        self.computed = False
+        self._counted = False
 
     def release(self) -> None:
         if self._held:
             self._held = False
             self._batcher._waiting -= 1
 
+    def abandon(self) -> None:
+        """The caller gave up; count its row as wasted model time if it was (or is later) computed."""
+        # Called from both sides (the caller leaving, the batch finishing), in either order; counts once.
+        if self.computed and not self._counted:
+            self._counted = True
+            self._batcher.abandoned += 1
+
     def __enter__(self) -> Slot:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         self.release()
+        if exc_type is not None:
+            self.abandon()
 
 
 @dataclass
@@ -83,7 +95,10 @@ class DynamicBatcher:
         self._task: asyncio.Task[None] | None = None
         self._waiting = 0
         self.rows_run = 0
+        # Requests skipped because their caller had gone before their batch started: no model time spent.
         self.dropped = 0
+        # Rows computed for a caller that gave up while its batch ran, or before it could use the result.
+        self.abandoned = 0
 
     @property
     def queued(self) -> int:
@@ -128,6 +143,9 @@ class DynamicBatcher:
         self._queue.put_nowait(_Request(inputs, slot, future))
         try:
             return await future
+        except BaseException:
+            slot.abandon()
+            raise
         finally:
             slot.release()
 
@@ -170,5 +188,9 @@ class DynamicBatcher:
                 _fail(batch, exc)
                 continue
             for request, row in zip(batch, outputs, strict=True):
-                if not request.future.done():
+                request.slot.computed = True
+                if request.future.done():
+                    # Its caller was cancelled mid-batch; the row just computed goes unused.
+                    request.slot.abandon()
+                else:
                     request.future.set_result(row)

@@ -243,3 +243,21 @@ def test_a_cancelled_request_gives_its_place_back_and_is_counted_as_dropped() ->
         await batcher.stop()
 
     run(scenario)
+
+
+def test_a_request_cancelled_while_its_batch_runs_is_counted_as_abandoned_not_dropped() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        model.gate.clear()
+        batcher = DynamicBatcher(model, max_batch_size=2, max_queue=4)
+        batcher.start()
+        running = asyncio.create_task(batcher.submit(row(1)))
+        await model.started.wait()
+        running.cancel()
+        model.gate.set()
+        await asyncio.sleep(0.01)
+        assert running.cancelled()
+        assert (batcher.rows_run, batcher.dropped, batcher.abandoned) == (1, 0, 1)
+        await batcher.stop()
+
+    run(scenario)
