@@ -137,20 +137,29 @@ def server_env(env: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def start_server(
-    model: Path, env: dict[str, str] | None = None, timeout: float = 60.0, log: Path | None = None
+    model: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+    log: Path | None = None,
+    stderr: Path | None = None,
 ) -> LiveServer:
-    """`resnet-service serve` in its own process, returned once /health/ready answers 200; output to ``log``."""
+    """`resnet-service serve` in its own process, returned once /health/ready answers 200.
+
+    Its output goes to ``log`` (stdout and stderr together), or with ``stderr`` also given, stderr goes there.
+    """
     port = free_port()
     started = time.monotonic()
     sink = log.open("wb") if log is not None else None
+    error_sink = stderr.open("wb") if stderr is not None else None
     process = subprocess.Popen(
         serve_command(model, port),
         env=server_env(env),
         stdout=sink,
-        stderr=subprocess.STDOUT if sink else None,
+        stderr=error_sink or (subprocess.STDOUT if sink else None),
     )
-    if sink is not None:
-        sink.close()  # the child holds its own descriptor
+    for opened in (sink, error_sink):
+        if opened is not None:
+            opened.close()  # the child holds its own descriptor
     url = f"http://127.0.0.1:{port}"
     while time.monotonic() - started < timeout:
         if process.poll() is not None:

@@ -15,9 +15,14 @@ from resnet_service.batcher import DynamicBatcher
 from resnet_service.engine import Engine
 from resnet_service.errors import StartupError, install_error_handlers
 from resnet_service.labels import Labels
+from resnet_service.metrics import Metrics
+from resnet_service.observe import ObserveMiddleware
+from resnet_service.pipeline import Pipeline
 from resnet_service.request_id import RequestIdMiddleware
-from resnet_service.routes import health, predict
+from resnet_service.routes import health, predict, v2
+from resnet_service.routes import metrics as metrics_route
 from resnet_service.settings import Settings
+from resnet_service.v2_schemas import V2_MODEL_NAME
 
 __all__ = ["create_app"]
 
@@ -49,10 +54,26 @@ def _lifespan(settings: Settings):  # noqa: ANN202 - FastAPI's lifespan type is 
         preprocess_pool = ThreadPoolExecutor(max_workers=settings.preprocess_threads, thread_name_prefix="preprocess")
         app.state.engine = engine
         app.state.preprocess_pool = preprocess_pool
+        metrics: Metrics = app.state.metrics
         batcher = DynamicBatcher(
-            engine.run, settings.max_batch_size, settings.batch_timeout_ms, max_queue=settings.max_queue
+            engine.run,
+            settings.max_batch_size,
+            settings.batch_timeout_ms,
+            max_queue=settings.max_queue,
+            observe_batch=metrics.observe_batch,
         )
         app.state.batcher = batcher
+        app.state.pipeline = Pipeline(batcher, preprocess_pool, settings, metrics)
+        metrics.watch_queue(lambda: batcher.waiting)
+        metrics.model.info(
+            {
+                "name": V2_MODEL_NAME,
+                "path": str(engine.path),
+                "weights": engine.weights,
+                "random_weights": str(engine.random_weights).lower(),
+                "provider": engine.provider,
+            }
+        )
         try:
             await engine.warm_up()
             if engine.random_weights:
@@ -82,15 +103,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.status = "starting"
     app.state.engine = None
     app.state.batcher = None
+    app.state.pipeline = None
     app.state.labels = Labels.load()
+    app.state.metrics = Metrics()
     install_error_handlers(app)
+    # The last added runs first: the request id exists before the observer logs it.
+    app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestIdMiddleware)
-    if settings.api_keys:
-        # Only the inference routes: health and metrics stay open for probes and scrapers.
-        app.include_router(
-            predict.router, dependencies=[Depends(api_key_guard(settings.api_keys))], responses=UNAUTHORIZED_RESPONSE
-        )
-    else:
-        app.include_router(predict.router)
+    # Only the inference routes need a key: health and metrics stay open for probes and scrapers.
+    guarded = {"dependencies": [Depends(api_key_guard(settings.api_keys))], "responses": UNAUTHORIZED_RESPONSE}
+    inference = guarded if settings.api_keys else {}
+    app.include_router(predict.router, **inference)
+    app.include_router(v2.router, **inference)
+    app.include_router(v2.health_router)
     app.include_router(health.router)
+    app.include_router(metrics_route.router)
     return app

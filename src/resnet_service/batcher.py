@@ -25,6 +25,8 @@ __all__ = ["DynamicBatcher", "BatchSizeMismatch", "QueueFull", "Slot"]
 logger = logging.getLogger(__name__)
 
 RunBatch = Callable[[np.ndarray], Awaitable[np.ndarray]]
+# Told each batch's size and how long the model took on it, for the batch-size and inference metrics.
+ObserveBatch = Callable[[int, float], None]
 
 
 class BatchSizeMismatch(RuntimeError):
@@ -44,6 +46,10 @@ class Slot:
         # Set by the batcher once this request's row is computed; a caller that gives up after that wasted it.
         self.computed = False
         self._counted = False
+        # Filled in when its batch finishes: what this request's logs and metrics report.
+        self.queue_s = 0.0
+        self.inference_s = 0.0
+        self.batch_size = 0
 
     def release(self) -> None:
         if self._held:
@@ -71,6 +77,7 @@ class _Request:
     inputs: np.ndarray
     slot: Slot
     future: asyncio.Future[np.ndarray] = field(repr=False)
+    queued_at: float
 
 
 def _fail(requests: list[_Request], error: BaseException) -> None:
@@ -83,11 +90,17 @@ class DynamicBatcher:
     """Coalesce ``submit`` calls into batches of at most ``max_batch_size`` rows for ``run_batch``."""
 
     def __init__(
-        self, run_batch: RunBatch, max_batch_size: int, max_wait_ms: float = 0.0, max_queue: int = 1_000_000
+        self,
+        run_batch: RunBatch,
+        max_batch_size: int,
+        max_wait_ms: float = 0.0,
+        max_queue: int = 1_000_000,
+        observe_batch: ObserveBatch | None = None,
     ) -> None:
         if max_batch_size < 1 or max_queue < 1:
             raise ValueError("max_batch_size and max_queue must be at least 1")
         self._run_batch = run_batch
+        self._observe_batch = observe_batch
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue = max_queue
@@ -139,8 +152,9 @@ class DynamicBatcher:
         if self._task is None:
             raise RuntimeError("the batcher is not running")
         slot = slot if slot is not None else self.reserve()
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Request(inputs, slot, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[np.ndarray] = loop.create_future()
+        self._queue.put_nowait(_Request(inputs, slot, future, queued_at=loop.time()))
         try:
             return await future
         except BaseException:
@@ -175,6 +189,8 @@ class DynamicBatcher:
             batch = await self._next_batch()
             if not batch:
                 continue
+            loop = asyncio.get_running_loop()
+            started = loop.time()
             try:
                 self.rows_run += len(batch)
                 outputs = await self._run_batch(np.concatenate([request.inputs for request in batch]))
@@ -187,10 +203,15 @@ class DynamicBatcher:
                 # Every caller gets the failure; none is left waiting on a future that never resolves.
                 _fail(batch, exc)
                 continue
+            ran_s = loop.time() - started
+            if self._observe_batch is not None:
+                self._observe_batch(len(batch), ran_s)
             for request, row in zip(batch, outputs, strict=True):
-                request.slot.computed = True
+                slot = request.slot
+                slot.queue_s, slot.inference_s, slot.batch_size = started - request.queued_at, ran_s, len(batch)
+                slot.computed = True
                 if request.future.done():
                     # Its caller was cancelled mid-batch; the row just computed goes unused.
-                    request.slot.abandon()
+                    slot.abandon()
                 else:
                     request.future.set_result(row)

@@ -1,32 +1,39 @@
-"""``resnet-service serve|export``: the command line, which builds Settings and hands them down."""
+"""``resnet-service serve|predict|export``: the command line, which builds Settings and hands them down.
+
+Each command imports what it needs when it runs, so ``--help`` is instant and ``export`` alone needs TensorFlow.
+"""
 
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["main"]
 
+MODEL_HELP = "ONNX model file (default: RESNET_MODEL_PATH, else models/resnet50.onnx)"
+
 
 def _serve(args: argparse.Namespace) -> int:
     from resnet_service.app import create_app
+    from resnet_service.log import logging_config
     from resnet_service.server import serve
     from resnet_service.settings import Settings
 
     settings = Settings(model_path=args.model) if args.model else Settings()
-    return serve(create_app(settings), settings, args.host, args.port, args.log_level, _log_config())
+    log_config = logging_config(settings.log_format, args.log_level)
+    return serve(create_app(settings), settings, args.host, args.port, args.log_level, log_config)
 
 
-def _log_config() -> dict[str, object]:
-    # uvicorn configures only its own loggers; the service's (random-weights warning, model load) share its format.
-    from uvicorn.config import LOGGING_CONFIG
+def _predict(args: argparse.Namespace) -> int:
+    from resnet_service.local import classify_files
+    from resnet_service.settings import Settings
 
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["loggers"]["resnet_service"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    return config
+    settings = Settings(model_path=args.model) if args.model else Settings()
+    if args.top_k is not None:
+        settings = settings.model_copy(update={"top_k": args.top_k})
+    return classify_files(args.files, settings, sys.stdout, sys.stderr)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -36,6 +43,13 @@ def _export(args: argparse.Namespace) -> int:
     return export.main(args.export_args, prog="resnet-service export")
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 1000, not {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="resnet-service", description="ResNet-50 behind an HTTP API.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -43,11 +57,22 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the HTTP API with uvicorn", description="Serve the HTTP API.")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
-    serve.add_argument(
-        "--model", type=Path, help="ONNX model file (default: RESNET_MODEL_PATH or models/resnet50.onnx)"
-    )
+    serve.add_argument("--model", type=Path, help=MODEL_HELP)
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(run=_serve)
+
+    predict = commands.add_parser(
+        "predict",
+        help="classify local image files without a server",
+        description="Classify local image files with the ONNX model in this process, no server needed. Prints "
+        "one line of the seed's JSON per file, in the order given; a file that fails gets "
+        '{"success": false, "error": ...} and the exit status is 1.',
+        epilog="example: resnet-service predict dog.jpg cat.png --top-k 3",
+    )
+    predict.add_argument("files", nargs="+", type=Path, metavar="FILE", help="image files (JPEG, PNG, GIF, ...)")
+    predict.add_argument("--model", type=Path, help=MODEL_HELP)
+    predict.add_argument("--top-k", type=_positive, help="predictions per file (default: RESNET_TOP_K, else 5)")
+    predict.set_defaults(run=_predict)
 
     export = commands.add_parser(
         "export",
@@ -61,7 +86,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # export's arguments are its own parser's, passed through whole: argparse's REMAINDER would refuse an option
+    # such as --help or --weights that comes first.
+    if arguments[:1] == ["export"]:
+        return _export(argparse.Namespace(export_args=arguments[1:]))
+    args = _parser().parse_args(arguments)
     return args.run(args)
 
 

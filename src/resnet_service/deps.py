@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from resnet_service.batcher import DynamicBatcher
 from resnet_service.errors import ModelNotReady
 from resnet_service.labels import Labels
+from resnet_service.metrics import Metrics
+from resnet_service.pipeline import Pipeline
 from resnet_service.settings import Settings
 
-__all__ = ["BatcherDep", "LabelsDep", "SettingsDep", "PreprocessPoolDep"]
+__all__ = ["LabelsDep", "MetricsDep", "PipelineDep", "SettingsDep"]
 
 
-def _batcher(request: Request) -> DynamicBatcher:
-    batcher: DynamicBatcher | None = request.app.state.batcher
+def _pipeline(request: Request) -> Pipeline:
+    pipeline: Pipeline | None = request.app.state.pipeline
     # While stopping, readiness is 503 but requests that still reach the app are served: the drain finishes them.
-    if batcher is None or request.app.state.status == "starting":
+    if pipeline is None or request.app.state.status == "starting":
         raise ModelNotReady("the model is still loading; retry when /health/ready answers 200")
-    return batcher
+    return pipeline
 
 
 def _labels(request: Request) -> Labels:
@@ -31,11 +31,11 @@ def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _preprocess_pool(request: Request) -> ThreadPoolExecutor:
-    return request.app.state.preprocess_pool
+def _metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
 
 
-BatcherDep = Annotated[DynamicBatcher, Depends(_batcher)]
+PipelineDep = Annotated[Pipeline, Depends(_pipeline)]
 LabelsDep = Annotated[Labels, Depends(_labels)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
-PreprocessPoolDep = Annotated[ThreadPoolExecutor, Depends(_preprocess_pool)]
+MetricsDep = Annotated[Metrics, Depends(_metrics)]

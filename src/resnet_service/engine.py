@@ -123,6 +123,11 @@ class Engine:
         return _sha256(self.path)
 
     @property
+    def weights(self) -> str:
+        """Where the weights came from, as the export recorded it: imagenet, random (seed N), or a file."""
+        return self.metadata.get("weights", "unknown: the file has no export provenance")
+
+    @property
     def random_weights(self) -> bool:
         return self.metadata.get("random_weights", "false") == "true"
 

@@ -4,10 +4,13 @@ ServiceError                 an expected failure with an HTTP status and a stabl
 ├── InvalidImage             400: the upload is empty, truncated or not an image
 ├── PayloadTooLarge          413: the upload is over RESNET_MAX_UPLOAD_BYTES
 ├── ImageTooLarge            413: the image is over RESNET_MAX_IMAGE_PIXELS
+├── TooManyImages            413: more images in one request than RESNET_MAX_IMAGES_PER_REQUEST
 ├── UnsupportedImageFormat   415: an image, but in a format the service does not decode
 ├── MalformedRequest         400: the multipart body cannot be parsed
 ├── UnsupportedMediaType     415: the request body is not multipart/form-data
 ├── MissingImageField        422: the multipart body has no ``image`` field
+├── InvalidInferenceRequest  400: a v2 infer request the protocol does not allow, or names unknown tensors
+├── ModelNotFound            404: a v2 route names a model or version this server does not serve
 ├── Unauthorized             401: RESNET_API_KEYS is set and the request has no valid bearer key
 ├── ModelNotReady            503: the model is not loaded or warmed up yet
 ├── Overloaded               503: RESNET_MAX_QUEUE requests are already waiting
@@ -35,9 +38,12 @@ __all__ = [
     "InvalidImage",
     "PayloadTooLarge",
     "ImageTooLarge",
+    "TooManyImages",
     "UnsupportedImageFormat",
     "UnsupportedMediaType",
     "MissingImageField",
+    "InvalidInferenceRequest",
+    "ModelNotFound",
     "MalformedRequest",
     "ModelNotReady",
     "Overloaded",
@@ -85,6 +91,13 @@ class ImageTooLarge(ServiceError):
     code = "image_too_large"
 
 
+class TooManyImages(ServiceError):
+    """Raised once the body is read, when it carries more images than RESNET_MAX_IMAGES_PER_REQUEST."""
+
+    status = 413
+    code = "too_many_images"
+
+
 class UnsupportedImageFormat(ServiceError):
     """Raised for a recognised image format that the service does not accept (SVG, HEIC, ICO, ...)."""
 
@@ -111,6 +124,20 @@ class MissingImageField(ServiceError):
 
     status = 422
     code = "missing_image_field"
+
+
+class InvalidInferenceRequest(ServiceError):
+    """Raised while reading a v2 infer request: bad JSON, unknown tensor names, shapes that do not match the data."""
+
+    status = 400
+    code = "invalid_inference_request"
+
+
+class ModelNotFound(ServiceError):
+    """Raised when a v2 route names a model other than resnet50, or a version other than 1."""
+
+    status = 404
+    code = "model_not_found"
 
 
 class ModelNotReady(ServiceError):
@@ -159,9 +186,15 @@ class StartupError(Exception):
     """Raised while loading the model when the service cannot serve; the message names the file and the fix."""
 
 
+# Routes under this prefix speak the Open Inference Protocol, whose clients parse errors as {"error": "..."}.
+V2_PREFIX = "/v2"
+
+
 def error_response(request: Request, status: int, code: str, message: str) -> JSONResponse:
     # The request id lets a user quote one failure and an operator find its log line and traceback.
     request_id = request_id_of(request.scope)
+    if request.url.path == V2_PREFIX or request.url.path.startswith(V2_PREFIX + "/"):
+        return JSONResponse({"error": f"{message} (request {request_id})"}, status_code=status)
     body = ErrorResponse(error=ErrorDetail(code=code, message=message, request_id=request_id))
     return JSONResponse(body.model_dump(), status_code=status)
 

@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import io
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from resnet_service.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
 
-__all__ = ["INPUT_SIZE", "SUPPORTED_FORMATS", "decode_image", "to_model_input", "preprocess"]
+__all__ = [
+    "INPUT_SIZE",
+    "SUPPORTED_FORMATS",
+    "Preprocessed",
+    "decode_image",
+    "to_model_input",
+    "preprocess",
+    "preprocess_image",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +107,10 @@ def decode_image(data: bytes, max_pixels: int, fast: bool = False) -> Image.Imag
     ``fast`` lets a JPEG with both sides ≥ 896 decode at 1/2, 1/4 or 1/8 scale in the DCT domain
     (``Image.draft``), never below 448 on either side; the pixels then differ slightly from the seed's full decode.
     """
-    image = _open(data, max_pixels)
+    return _decode(_open(data, max_pixels), fast)
+
+
+def _decode(image: Image.Image, fast: bool) -> Image.Image:
     if fast and image.format in ("JPEG", "MPO") and min(image.size) >= FAST_DECODE_MIN_SIDE:
         image.draft(None, FAST_DECODE_TARGET)
     try:
@@ -128,3 +140,19 @@ def to_model_input(image: Image.Image, fast: bool = False) -> np.ndarray:
 def preprocess(data: bytes, max_pixels: int, fast: bool = False) -> np.ndarray:
     """Encoded image bytes → float32 (1, 224, 224, 3) ready for the model; ``fast`` is RESNET_RESIZE=fast."""
     return to_model_input(decode_image(data, max_pixels, fast), fast)[np.newaxis]
+
+
+@dataclass(frozen=True)
+class Preprocessed:
+    """One upload, ready for the model, with the size it arrived at (for logs and metrics)."""
+
+    tensor: np.ndarray
+    width: int
+    height: int
+
+
+def preprocess_image(data: bytes, max_pixels: int, fast: bool = False) -> Preprocessed:
+    """``preprocess``, also reporting the upload's width and height as stored in the file."""
+    image = _open(data, max_pixels)
+    width, height = image.size
+    return Preprocessed(to_model_input(_decode(image, fast), fast)[np.newaxis], width, height)

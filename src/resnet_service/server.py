@@ -50,6 +50,8 @@ def serve(app: FastAPI, settings: Settings, host: str, port: int, log_level: str
         port=port,
         log_level=log_level,
         log_config=log_config,
+        # The service writes its own access line per request, with timings and the request id.
+        access_log=False,
         timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
     server = DrainingServer(config, app)

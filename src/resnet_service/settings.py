@@ -119,6 +119,18 @@ class Settings(BaseSettings):
         description="On SIGTERM, how long in-flight and queued requests may take to finish before they are "
         "cancelled; keep it under the orchestrator's grace period (Kubernetes: 30 s).",
     )
+    max_images_per_request: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Most images one /predict (repeated `image` fields) or one v2 infer request may carry; each "
+        "image takes its own place in the queue.",
+    )
+    log_format: Literal["json", "text"] = Field(
+        "text",
+        description="json: one JSON object per line on stdout, one line per request with its timings. text: the "
+        "same fields, for a person reading a terminal.",
+    )
     api_keys: Annotated[frozenset[str], NoDecode] = Field(
         frozenset(),
         repr=False,

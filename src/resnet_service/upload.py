@@ -7,6 +7,7 @@ memory, and needs no thread hops.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from python_multipart import MultipartParser
@@ -22,7 +23,7 @@ from resnet_service.errors import (
     UnsupportedMediaType,
 )
 
-__all__ = ["read_file_fields", "MULTIPART_OVERHEAD_BYTES", "MAX_PART_HEADER_BYTES"]
+__all__ = ["read_body", "read_file_fields", "MULTIPART_OVERHEAD_BYTES", "MAX_PART_HEADER_BYTES"]
 
 # Room for boundaries, part headers and small extra fields on top of the files themselves.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
@@ -112,24 +113,30 @@ def _boundary(request: Request) -> bytes:
     return boundary
 
 
-async def read_file_fields(request: Request, field_name: str, max_bytes: int) -> list[bytes]:
-    """Every ``field_name`` part of a multipart body, in order; refuses the body as soon as it is too large."""
-    boundary = _boundary(request)
-    body_limit = max_bytes + MULTIPART_OVERHEAD_BYTES
+async def _limited_chunks(request: Request, body_limit: int, max_bytes: int) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive, refused as soon as the declared or received size passes ``body_limit``."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > body_limit:
         raise PayloadTooLarge(f"the request body is {declared} bytes; the limit is {max_bytes} bytes of image")
-    collector = _Collector(field_name=field_name, max_bytes=max_bytes)
-    parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
     received = 0
     try:
         async for chunk in request.stream():
             received += len(chunk)
             if received > body_limit:
                 raise PayloadTooLarge(f"the request body is over the limit of {max_bytes} bytes of image")
-            parser.write(chunk)
+            yield chunk
     except ClientDisconnect as exc:
         raise ClientClosedRequest("the client disconnected during the upload") from exc
+
+
+async def read_file_fields(request: Request, field_name: str, max_bytes: int) -> list[bytes]:
+    """Every ``field_name`` part of a multipart body, in order; refuses the body as soon as it is too large."""
+    boundary = _boundary(request)
+    collector = _Collector(field_name=field_name, max_bytes=max_bytes)
+    parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
+    try:
+        async for chunk in _limited_chunks(request, max_bytes + MULTIPART_OVERHEAD_BYTES, max_bytes):
+            parser.write(chunk)
     except MultipartParseError as exc:
         raise MalformedRequest(f"the multipart body could not be parsed: {exc}") from exc
     if parser.state != MultipartState.END:
@@ -137,3 +144,10 @@ async def read_file_fields(request: Request, field_name: str, max_bytes: int) ->
     if not collector.parts:
         raise MissingImageField(f"the multipart body has no '{field_name}' field: send it as -F {field_name}=@FILE")
     return collector.parts
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The whole body (a v2 infer request), refused as soon as it passes the same limit as a multipart upload."""
+    return b"".join(
+        [chunk async for chunk in _limited_chunks(request, max_bytes + MULTIPART_OVERHEAD_BYTES, max_bytes)]
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 
 import pytest
@@ -50,8 +51,18 @@ def test_a_missing_or_wrong_key_is_a_401_with_www_authenticate(guarded: TestClie
 
 
 def test_probes_stay_open_when_keys_are_set(guarded: TestClient) -> None:
-    for route in ("/health/live", "/health/ready", "/health", "/openapi.json"):
+    routes = ("/health/live", "/health/ready", "/health", "/openapi.json", "/metrics", "/v2/health/ready", "/v2")
+    for route in (*routes, "/v2/models/resnet50", "/v2/models/resnet50/ready"):
         assert guarded.get(route).status_code == 200, route
+
+
+def test_v2_inference_needs_a_key_too_and_refuses_in_the_protocol_error_shape(guarded: TestClient) -> None:
+    body = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(JPEG).decode()]}]}
+    refused = guarded.post("/v2/models/resnet50/infer", json=body)
+    assert refused.status_code == 401 and set(refused.json()) == {"error"}
+    assert refused.headers["www-authenticate"].startswith("Bearer")
+    accepted = guarded.post("/v2/models/resnet50/infer", json=body, headers={"Authorization": "Bearer first-key-0123"})
+    assert accepted.status_code == 200 and accepted.json()["outputs"][0]["shape"] == [1, 1000]
 
 
 def test_openapi_documents_the_bearer_scheme_and_the_401_only_when_keys_are_set(

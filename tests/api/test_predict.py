@@ -69,11 +69,11 @@ SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect width
         ({"json": {"image": "aGVsbG8="}}, 415, "unsupported_media_type"),
         (
             {
-                "content": _multipart("b0undary", ("image", JPEG), ("image", JPEG)),
+                "content": _multipart("b0undary", *[("image", JPEG)] * 17),
                 "headers": {"content-type": "multipart/form-data; boundary=b0undary"},
             },
-            422,
-            "missing_image_field",
+            413,
+            "too_many_images",
         ),
         (
             {
@@ -95,7 +95,7 @@ SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect width
         "image-as-text-field",
         "raw-jpeg-body",
         "json-body",
-        "two-images",
+        "seventeen-images",
         "unterminated-multipart",
         "no-boundary",
     ],

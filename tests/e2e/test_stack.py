@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.http as triton
 
 from tests.conftest import ROOT, free_port
 from tests.support.errors import assert_error
@@ -96,6 +98,21 @@ def test_upload_through_nginx_answers_the_seed_json(http: httpx.Client) -> None:
     assert response.status_code == 200
     body = response.json()
     assert list(body) == ["predictions", "success"] and len(body["predictions"]) == 5
+
+
+def test_tritonclient_binary_inference_and_metrics_work_through_nginx(stack: Stack, http: httpx.Client) -> None:
+    client = triton.InferenceServerClient(stack.url.removeprefix("http://"))
+    try:
+        images = triton.InferInput("image", [2], "BYTES")
+        jpeg = encode(photo("chelsea"), "JPEG")
+        images.set_data_from_numpy(np.array([jpeg, jpeg], dtype=np.object_))
+        probabilities = client.infer("resnet50", [images]).as_numpy("probabilities")
+    finally:
+        client.close()
+    assert probabilities.shape == (2, 1000) and abs(float(probabilities.sum()) - 2.0) < 1e-3
+    metrics = http.get("/metrics")
+    assert metrics.status_code == 200
+    assert 'resnet_requests_total{method="POST",route="/v2/models/{name}/infer",status="200"}' in metrics.text
 
 
 def test_server_header_has_no_version(http: httpx.Client) -> None:

@@ -1,4 +1,4 @@
-"""An upload that sends only its headers, to prove a server answers from Content-Length without the body."""
+"""Raw HTTP/1.1 over a socket, for uploads no HTTP client would send, and reading their whole answer."""
 
 from __future__ import annotations
 
@@ -23,14 +23,19 @@ def headers_only_upload(base_url: str, content_length: int) -> RawResponse:
     )
     with socket.create_connection((host, int(port)), timeout=10) as connection:
         connection.sendall(head.encode())
-        received = b""
-        while b"\r\n\r\n" not in received:
-            received += _recv(connection)
-        head_part, _, body = received.partition(b"\r\n\r\n")
-        status_line, *header_lines = head_part.decode("latin-1").split("\r\n")
-        headers = {name.lower(): value for name, _, value in (line.partition(": ") for line in header_lines)}
-        while len(body) < int(headers["content-length"]):
-            body += _recv(connection)
+        return read_response(connection)
+
+
+def read_response(connection: socket.socket) -> RawResponse:
+    """One whole JSON response, however many reads its headers and body arrive in."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += _recv(connection)
+    head_part, _, body = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = head_part.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value for name, _, value in (line.partition(": ") for line in header_lines)}
+    while len(body) < int(headers["content-length"]):
+        body += _recv(connection)
     return RawResponse(int(status_line.split()[1]), headers, json.loads(body))
 
 

@@ -33,7 +33,7 @@ def _model_info(engine: Engine) -> ModelInfo:
     return ModelInfo(
         path=str(engine.path),
         sha256=engine.sha256,
-        weights=engine.metadata.get("weights", "unknown: the file has no export provenance"),
+        weights=engine.weights,
         random_weights=engine.random_weights,
         input_name=engine.input_name,
         input_shape=engine.input_shape,

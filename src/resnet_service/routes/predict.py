@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+import functools
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
-from resnet_service.batcher import DynamicBatcher, QueueFull, Slot
-from resnet_service.deps import BatcherDep, LabelsDep, PreprocessPoolDep, SettingsDep
+from resnet_service.deps import LabelsDep, PipelineDep
 from resnet_service.disconnect import cancel_on_disconnect
-from resnet_service.errors import DeadlineExceeded, MissingImageField, Overloaded
-from resnet_service.preprocessing import preprocess
-from resnet_service.schemas import ErrorResponse, Prediction, PredictResponse
-from resnet_service.settings import Settings
+from resnet_service.errors import ServiceError
+from resnet_service.labels import Labels
+from resnet_service.observe import stats_of
+from resnet_service.request_id import request_id_of
+from resnet_service.schemas import ErrorDetail, ErrorResponse, Prediction, PredictResponse
 from resnet_service.upload import read_file_fields
 
 __all__ = ["router"]
@@ -36,7 +35,7 @@ def _error(description: str, code: str, message: str) -> dict[str, Any]:
 PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error("Empty, truncated or not an image.", "invalid_image", "the upload is not an image Pillow can identify"),
     413: _error(
-        "Over RESNET_MAX_UPLOAD_BYTES, or over RESNET_MAX_IMAGE_PIXELS.",
+        "Over RESNET_MAX_UPLOAD_BYTES (the whole body), RESNET_MAX_IMAGE_PIXELS, or RESNET_MAX_IMAGES_PER_REQUEST.",
         "payload_too_large",
         "the image file is over the 10485760-byte limit",
     ),
@@ -46,7 +45,9 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
         "SVG images are not supported; send BMP, GIF, JPEG, MPO, PNG, TIFF, WEBP",
     ),
     422: _error(
-        "No `image` field in the multipart body.", "missing_image_field", "the multipart body has no 'image' field"
+        "No `image` field in the multipart body (missing_image_field), or a bad `top_k` (validation_error).",
+        "missing_image_field",
+        "the multipart body has no 'image' field",
     ),
     500: _error("The model failed to run.", "inference_failed", "the model failed to run"),
     503: _error(
@@ -61,9 +62,6 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     ),
 }
 
-# How long an overloaded service asks clients to wait: a few batches' time on a CPU.
-RETRY_AFTER_S = 1
-
 # FastAPI would parse an UploadFile parameter before the handler runs, spooling large bodies to disk; the body is
 # streamed by read_file_fields instead, so the form is described here for the docs page's file picker.
 MULTIPART_IMAGE_BODY: dict[str, Any] = {
@@ -76,9 +74,10 @@ MULTIPART_IMAGE_BODY: dict[str, Any] = {
                     "required": [IMAGE_FIELD],
                     "properties": {
                         IMAGE_FIELD: {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "A JPEG, PNG, GIF, BMP, WebP or TIFF file.",
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "minItems": 1,
+                            "description": "A JPEG, PNG, GIF, BMP, WebP or TIFF file; repeat the field for several.",
                         }
                     },
                 }
@@ -88,54 +87,59 @@ MULTIPART_IMAGE_BODY: dict[str, Any] = {
 }
 
 
+TOP_K_QUERY = Query(
+    ge=1,
+    le=1000,
+    description="How many predictions to return per image; default RESNET_TOP_K (5).",
+)
+
+
 @router.post(
     "/predict",
-    response_model=PredictResponse,
-    summary="Classify one image",
+    response_model=PredictResponse | list[PredictResponse | ErrorResponse],
+    summary="Classify one image, or several",
     description=(
         "Send an image as the multipart field `image` (`curl -F image=@dog.jpg`). The answer lists the top "
-        "RESNET_TOP_K ImageNet classes with their probabilities, exactly as the Flask + Keras seed did."
+        "RESNET_TOP_K ImageNet classes with their probabilities, exactly as the Flask + Keras seed did.\n\n"
+        "Repeat the field (`-F image=@a.jpg -F image=@b.jpg`) to classify several images in one request, up to "
+        "RESNET_MAX_IMAGES_PER_REQUEST. The answer is then a JSON list with one result per image, in the order "
+        'sent: each is the seed\'s `{"predictions": [...], "success": true}` or '
+        '`{"success": false, "error": {...}}` for an image that failed alone (the status stays 200).'
     ),
     responses=PREDICT_ERRORS,
     openapi_extra=MULTIPART_IMAGE_BODY,
 )
 async def predict(
     request: Request,
-    batcher: BatcherDep,
+    pipeline: PipelineDep,
     labels: LabelsDep,
-    settings: SettingsDep,
-    preprocess_pool: PreprocessPoolDep,
-) -> PredictResponse:
+    top_k: Annotated[int | None, TOP_K_QUERY] = None,
+) -> PredictResponse | list[PredictResponse | ErrorResponse]:
     # Admission comes first, so a refused request costs no body parsing and no decode.
-    try:
-        slot = batcher.reserve()
-    except QueueFull as exc:
-        raise Overloaded(f"{exc}; retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)}) from exc
+    slot = pipeline.admit()
+    k = top_k if top_k is not None else pipeline.settings.top_k
+    stats = stats_of(request.scope)
     with slot:
-        try:
-            async with asyncio.timeout(settings.request_timeout_s):
-                probabilities = await _classify(request, batcher, slot, settings, preprocess_pool)
-        except TimeoutError as exc:
-            raise DeadlineExceeded(
-                f"the request was not answered within its {settings.request_timeout_s:g}-second deadline"
-            ) from exc
-    top = labels.top_k(probabilities, settings.top_k)
-    return PredictResponse(predictions=[Prediction(label=label, probability=p) for label, p in top])
+        async with pipeline.deadline():
+            images = await read_file_fields(request, IMAGE_FIELD, pipeline.settings.max_upload_bytes)
+            pipeline.check_count(len(images), "images")
+            if len(images) == 1:
+                classify = pipeline.classify_image(images[0], slot, stats)
+                probabilities = await cancel_on_disconnect(request.receive, classify)
+                pipeline.metrics.images.labels("ok").inc()
+                return _answer(labels, probabilities, k)
+            work = functools.partial(pipeline.classify_image, stats=stats)
+            results = await cancel_on_disconnect(request.receive, pipeline.run_each(images, slot, work))
+    request_id = request_id_of(request.scope)
+    return [
+        ErrorResponse(error=ErrorDetail(code=result.code, message=result.message, request_id=request_id))
+        if isinstance(result, ServiceError)
+        else _answer(labels, result, k)
+        for result in results
+    ]
 
 
-async def _classify(
-    request: Request, batcher: DynamicBatcher, slot: Slot, settings: Settings, preprocess_pool: ThreadPoolExecutor
-) -> np.ndarray:
-    images = await read_file_fields(request, IMAGE_FIELD, settings.max_upload_bytes)
-    if len(images) != 1:
-        raise MissingImageField(f"send exactly one '{IMAGE_FIELD}' field; this body has {len(images)}")
-    return await cancel_on_disconnect(request.receive, _run(images[0], batcher, slot, settings, preprocess_pool))
-
-
-async def _run(
-    image: bytes, batcher: DynamicBatcher, slot: Slot, settings: Settings, preprocess_pool: ThreadPoolExecutor
-) -> np.ndarray:
-    loop = asyncio.get_running_loop()
-    fast = settings.resize == "fast"
-    batch = await loop.run_in_executor(preprocess_pool, preprocess, image, settings.max_image_pixels, fast)
-    return await batcher.submit(batch, slot)
+def _answer(labels: Labels, probabilities: np.ndarray, k: int) -> PredictResponse:
+    return PredictResponse(
+        predictions=[Prediction(label=label, probability=p) for label, p in labels.top_k(probabilities, k)]
+    )

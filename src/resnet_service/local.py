@@ -1,0 +1,64 @@
+"""``resnet-service predict FILE...``: the service's preprocessing, model and answer shape, without a server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from resnet_service.engine import Engine
+from resnet_service.errors import InvalidImage, ServiceError, StartupError
+from resnet_service.labels import Labels
+from resnet_service.preprocessing import preprocess
+from resnet_service.schemas import ErrorDetail, ErrorResponse, Prediction, PredictResponse
+from resnet_service.settings import Settings
+
+__all__ = ["classify_files"]
+
+# The exit status when the model cannot be loaded, as `resnet-service serve` exits when it cannot start.
+NO_MODEL = 3
+
+
+def _tensor(path: Path, settings: Settings) -> np.ndarray:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidImage(f"cannot read the file: {exc.strerror or exc}") from exc
+    return preprocess(data, settings.max_image_pixels, settings.resize == "fast")
+
+
+def classify_files(paths: list[Path], settings: Settings, out: TextIO, err: TextIO) -> int:
+    """Print one seed-JSON line per file, in order; 0 when every file was classified, 1 when one failed."""
+    try:
+        engine = Engine.load(
+            settings.model_path,
+            device=settings.device,
+            intra_op_threads=settings.intra_op_threads,
+            inference_threads=1,
+            spinning=False,
+        )
+    except StartupError as exc:
+        print(f"resnet-service predict: {exc}", file=err)
+        return NO_MODEL
+    if engine.random_weights:
+        print(f"warning: {engine.path} has RANDOM weights: these predictions are meaningless", file=err)
+    labels = Labels.load()
+    failed = False
+    try:
+        for path in paths:
+            try:
+                probabilities = engine.run_sync(_tensor(path, settings))[0]
+            except ServiceError as exc:
+                failed = True
+                answer: PredictResponse | ErrorResponse = ErrorResponse(
+                    error=ErrorDetail(code=exc.code, message=f"{path}: {exc.message}")
+                )
+            else:
+                top = labels.top_k(probabilities, settings.top_k)
+                answer = PredictResponse(predictions=[Prediction(label=label, probability=p) for label, p in top])
+            print(json.dumps(answer.model_dump(exclude_none=True)), file=out, flush=True)
+    finally:
+        engine.close()
+    return 1 if failed else 0

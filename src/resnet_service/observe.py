@@ -1,0 +1,110 @@
+"""One pass over each request that feeds both its access log line and the request metrics.
+
+The routes add what only they know (image sizes, queue, preprocessing and inference times) to the request's
+``RequestStats``; this middleware adds the status, the bytes each way and the total time, and reports once the
+last response byte is sent, or when the request fails or is cancelled. A plain ASGI middleware, like the
+request-id one, so the routes still see the client's disconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from resnet_service.log import ACCESS_LOGGER
+from resnet_service.metrics import Metrics
+from resnet_service.request_id import request_id_of
+
+__all__ = ["ObserveMiddleware", "RequestStats", "stats_of"]
+
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+# What a request that matched no route is counted under, so unknown paths cannot grow the label set.
+UNMATCHED_ROUTE = "unmatched"
+
+
+@dataclass
+class RequestStats:
+    """Per-request figures, summed over the request's images."""
+
+    image_sizes: list[str] = field(default_factory=list)
+    queue_s: float = 0.0
+    preprocess_s: float = 0.0
+    inference_s: float = 0.0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+def stats_of(scope: MutableMapping[str, Any]) -> RequestStats:
+    """The stats of the request ``scope`` belongs to; a throwaway one outside the middleware (unit tests)."""
+    return scope.get("state", {}).get("stats") or RequestStats()
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+class ObserveMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        stats = RequestStats()
+        scope.setdefault("state", {})["stats"] = stats
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app raises before it answers (Starlette's error page)
+        bytes_in = bytes_out = 0
+
+        async def counting_receive() -> Message:
+            nonlocal bytes_in
+            message = await receive()
+            if message["type"] == "http.request":
+                bytes_in += len(message.get("body", b""))
+            return message
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status, bytes_out
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                bytes_out += len(message.get("body", b""))
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, counting_receive, counting_send)
+        finally:
+            self.metrics.in_flight.dec()
+            route: BaseRoute | None = scope.get("route")
+            route_path = getattr(route, "path", UNMATCHED_ROUTE)
+            seconds = time.perf_counter() - started
+            self.metrics.requests.labels(scope["method"], route_path, str(status)).inc()
+            self.metrics.request_seconds.labels(scope["method"], route_path).observe(seconds)
+            client = scope.get("client")
+            fields = {
+                "request_id": request_id_of(scope),
+                "method": scope["method"],
+                "route": route_path,
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": _ms(seconds),
+                "bytes_in": bytes_in,
+                "bytes_out": bytes_out,
+                "images": len(stats.image_sizes),
+                "image_size": ",".join(stats.image_sizes) or None,
+                "queue_ms": _ms(stats.queue_s) if stats.batch_sizes else None,
+                "preprocess_ms": _ms(stats.preprocess_s) if stats.image_sizes else None,
+                "inference_ms": _ms(stats.inference_s) if stats.batch_sizes else None,
+                "batch_size": max(stats.batch_sizes, default=None),
+                "client_ip": client[0] if client else None,
+            }
+            access_log.info("%s %s %d", scope["method"], scope["path"], status, extra={"fields": fields})

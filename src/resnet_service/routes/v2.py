@@ -1,0 +1,282 @@
+"""Open Inference Protocol v2 for the model ``resnet50``: what Triton and KServe clients, probes and tools speak.
+
+``POST /v2/models/resnet50/infer`` takes one input: ``image`` (BYTES [N], encoded image files, preprocessed here
+exactly as /predict does) or ``input`` (FP32 [N, 224, 224, 3], already preprocessed). It answers
+``probabilities`` (FP32 [N, 1000]), or with ``"classification": k`` on the output, BYTES [N, k] strings
+``"score:index:label"``. JSON and the binary tensor data extension both work, either way round.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from resnet_service import __version__
+from resnet_service.deps import LabelsDep, PipelineDep
+from resnet_service.disconnect import cancel_on_disconnect
+from resnet_service.errors import InvalidInferenceRequest, ModelNotFound, ServiceError
+from resnet_service.labels import Labels
+from resnet_service.observe import stats_of
+from resnet_service.pipeline import Pipeline
+from resnet_service.upload import read_body
+from resnet_service.v2_schemas import (
+    IMAGE_INPUT,
+    OUTPUT,
+    TENSOR_INPUT,
+    V2_MODEL_NAME,
+    V2_MODEL_VERSION,
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    ResponseOutput,
+    ServerMetadata,
+    TensorMetadata,
+    V2Error,
+    bytes_elements,
+    float_rows,
+    inline_json_schema,
+    serialize_bytes,
+)
+
+__all__ = ["router", "health_router"]
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+EXTENSIONS = ["binary_tensor_data", "classification"]
+ROW_SHAPE = (224, 224, 3)
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": V2Error, "description": description}
+    for status, description in {
+        400: "The request breaks the protocol, or an image cannot be decoded.",
+        404: "No such model or version.",
+        413: "The body or the image count is over the limit.",
+        503: "Not ready, or the queue is full (retry after Retry-After).",
+        504: "Not answered within RESNET_REQUEST_TIMEOUT_S.",
+    }.items()
+}
+
+INFER_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The JSON inference request. With the binary tensor data extension, the tensors' bytes "
+        f"follow it and the {HEADER_LENGTH} header gives the JSON's length.",
+        "content": {
+            "application/json": {"schema": inline_json_schema(InferenceRequest)},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+_INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": InferenceResponse,
+        "description": "JSON, or with binary outputs the JSON header and then the tensors' bytes.",
+    },
+    **_ERRORS,
+}
+
+# Probes and metadata stay open when RESNET_API_KEYS is set; only inference is guarded.
+health_router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
+router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
+
+ModelName = Annotated[str, Path(description="Always `resnet50`.")]
+ModelVersion = Annotated[str, Path(description="Always `1`.")]
+
+
+MODEL_METADATA = ModelMetadata(
+    name=V2_MODEL_NAME,
+    versions=[V2_MODEL_VERSION],
+    platform="onnxruntime_onnx",
+    inputs=[
+        TensorMetadata(name=IMAGE_INPUT, datatype="BYTES", shape=[-1]),
+        TensorMetadata(name=TENSOR_INPUT, datatype="FP32", shape=[-1, *ROW_SHAPE]),
+    ],
+    outputs=[TensorMetadata(name=OUTPUT, datatype="FP32", shape=[-1, 1000])],
+)
+
+
+def _check_model(name: str, version: str = V2_MODEL_VERSION) -> None:
+    if name != V2_MODEL_NAME or version != V2_MODEL_VERSION:
+        raise ModelNotFound(
+            f"this server serves model '{V2_MODEL_NAME}' version {V2_MODEL_VERSION}, not '{name}' {version}"
+        )
+
+
+def _ready(request: Request) -> JSONResponse:
+    ready = request.app.state.status == "ready"
+    return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+
+@health_router.get("", response_model=ServerMetadata, summary="Server metadata")
+async def server_metadata() -> ServerMetadata:
+    return ServerMetadata(name="resnet-service", version=__version__, extensions=EXTENSIONS)
+
+
+@health_router.get("/health/live", summary="Server liveness: 200 while the process answers")
+async def server_live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@health_router.get("/health/ready", summary="Server readiness: 200 once the model is warm, else 503")
+async def server_ready(request: Request) -> JSONResponse:
+    return _ready(request)
+
+
+@health_router.get("/models/{name}/ready", summary="Model readiness", responses=_ERRORS)
+async def model_ready(request: Request, name: ModelName) -> JSONResponse:
+    _check_model(name)
+    return _ready(request)
+
+
+@health_router.get("/models/{name}/versions/{version}/ready", summary="Model version readiness", responses=_ERRORS)
+async def model_version_ready(request: Request, name: ModelName, version: ModelVersion) -> JSONResponse:
+    _check_model(name, version)
+    return _ready(request)
+
+
+@health_router.get("/models/{name}", response_model=ModelMetadata, summary="Model metadata", responses=_ERRORS)
+async def model_metadata(name: ModelName) -> ModelMetadata:
+    _check_model(name)
+    return MODEL_METADATA
+
+
+@health_router.get(
+    "/models/{name}/versions/{version}",
+    response_model=ModelMetadata,
+    summary="Model version metadata",
+    responses=_ERRORS,
+)
+async def model_version_metadata(name: ModelName, version: ModelVersion) -> ModelMetadata:
+    _check_model(name, version)
+    return MODEL_METADATA
+
+
+def _split_body(request: Request, body: bytes) -> tuple[InferenceRequest, bytes]:
+    """The JSON header and the binary section after it (empty without the binary extension)."""
+    if request.headers.get("content-encoding", "identity") != "identity":
+        raise InvalidInferenceRequest("compressed request bodies are not supported; send them uncompressed")
+    declared = request.headers.get(HEADER_LENGTH)
+    if declared is None:
+        header_length = len(body)
+    elif declared.isdigit() and int(declared) <= len(body):
+        header_length = int(declared)
+    else:
+        raise InvalidInferenceRequest(f"{HEADER_LENGTH} is {declared!r}, but the body has {len(body)} bytes")
+    try:
+        infer = InferenceRequest.model_validate_json(body[:header_length])
+    except ValidationError as exc:
+        raise InvalidInferenceRequest(f"the inference request is not valid: {exc.errors()[0]['msg']}") from exc
+    return infer, body[header_length:]
+
+
+def _binary_sections(infer: InferenceRequest, binary: bytes) -> dict[str, bytes | None]:
+    sections: dict[str, bytes | None] = {}
+    offset = 0
+    for tensor in infer.inputs:
+        size = (tensor.parameters or {}).get("binary_data_size")
+        if size is None:
+            sections[tensor.name] = None
+            continue
+        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            raise InvalidInferenceRequest(f"input '{tensor.name}': binary_data_size {size!r} does not fit the body")
+        sections[tensor.name] = binary[offset : offset + size]
+        offset += size
+    if offset != len(binary):
+        raise InvalidInferenceRequest(f"{len(binary) - offset} bytes after the JSON header belong to no input")
+    return sections
+
+
+def _output(infer: InferenceRequest, probabilities: np.ndarray, labels: Labels) -> tuple[ResponseOutput, bytes | None]:
+    """The one output, as requested: probabilities or top-k strings, in JSON or binary."""
+    wanted = infer.outputs or []
+    if any(output.name != OUTPUT for output in wanted) or len(wanted) > 1:
+        raise InvalidInferenceRequest(f"the only output is '{OUTPUT}'")
+    parameters = (wanted[0].parameters or {}) if wanted else {}
+    binary = bool(parameters.get("binary_data", (infer.parameters or {}).get("binary_data_output", False)))
+    k = parameters.get("classification", 0)
+    if not isinstance(k, int) or not 0 <= k <= len(labels.names):
+        raise InvalidInferenceRequest(f"classification must be a number of classes from 1 to {len(labels.names)}")
+    if k:
+        strings = [
+            f"{score:f}:{index}:{labels.names[index]}".encode()
+            for row in probabilities
+            for index, score in ((int(i), float(row[i])) for i in np.argsort(-row, kind="stable")[:k])
+        ]
+        shape, datatype = [len(probabilities), k], "BYTES"
+        raw, data = serialize_bytes(strings), [text.decode() for text in strings]
+    else:
+        shape, datatype = list(probabilities.shape), "FP32"
+        raw, data = probabilities.astype("<f4").tobytes(), probabilities.ravel().tolist()
+    if binary:
+        return ResponseOutput(
+            name=OUTPUT, shape=shape, datatype=datatype, parameters={"binary_data_size": len(raw)}
+        ), raw
+    return ResponseOutput(name=OUTPUT, shape=shape, datatype=datatype, data=data), None
+
+
+@router.post(
+    "/models/{name}/infer",
+    summary="Inference (binary tensor data and classification extensions)",
+    responses=_INFER_RESPONSES,
+    openapi_extra=INFER_BODY,
+)
+async def infer(request: Request, pipeline: PipelineDep, labels: LabelsDep, name: ModelName) -> Response:
+    _check_model(name)
+    return await _infer(request, pipeline, labels)
+
+
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    summary="Inference on a model version",
+    responses=_INFER_RESPONSES,
+    openapi_extra=INFER_BODY,
+)
+async def infer_version(
+    request: Request, pipeline: PipelineDep, labels: LabelsDep, name: ModelName, version: ModelVersion
+) -> Response:
+    _check_model(name, version)
+    return await _infer(request, pipeline, labels)
+
+
+async def _infer(request: Request, pipeline: Pipeline, labels: Labels) -> Response:
+    slot = pipeline.admit()
+    stats = stats_of(request.scope)
+    with slot:
+        async with pipeline.deadline():
+            infer_request, binary = _split_body(request, await read_body(request, pipeline.settings.max_upload_bytes))
+            sections = _binary_sections(infer_request, binary)
+            if len(infer_request.inputs) != 1:
+                raise InvalidInferenceRequest(f"send exactly one input, '{IMAGE_INPUT}' or '{TENSOR_INPUT}'")
+            (tensor,) = infer_request.inputs
+            if tensor.name == IMAGE_INPUT and tensor.datatype == "BYTES":
+                items: list[Any] = bytes_elements(tensor, sections[tensor.name])
+                work: Any = functools.partial(pipeline.classify_image, stats=stats)
+            elif tensor.name == TENSOR_INPUT and tensor.datatype == "FP32":
+                items = list(float_rows(tensor, sections[tensor.name], ROW_SHAPE)[:, np.newaxis])
+                work = functools.partial(pipeline.run_row, stats=stats)
+            else:
+                raise InvalidInferenceRequest(
+                    f"unknown input '{tensor.name}' ({tensor.datatype}): send '{IMAGE_INPUT}' (BYTES [N]) "
+                    f"or '{TENSOR_INPUT}' (FP32 [N, 224, 224, 3])"
+                )
+            if not items:
+                raise InvalidInferenceRequest(f"input '{tensor.name}' is empty")
+            pipeline.check_count(len(items), "rows")
+            results = await cancel_on_disconnect(request.receive, pipeline.run_each(items, slot, work))
+    # As Triton does, one failed row fails the request: a tensor answer has no place for a per-row error.
+    for index, result in enumerate(results):
+        if isinstance(result, ServiceError):
+            result.message = f"row {index}: {result.message}"
+            raise result
+    output, raw = _output(infer_request, np.stack(results), labels)
+    response = InferenceResponse(
+        model_name=V2_MODEL_NAME, model_version=V2_MODEL_VERSION, id=infer_request.id, outputs=[output]
+    )
+    header = json.dumps(response.model_dump(exclude_none=True)).encode()
+    if raw is None:
+        return Response(header, media_type="application/json")
+    return Response(header + raw, media_type="application/octet-stream", headers={HEADER_LENGTH: str(len(header))})
