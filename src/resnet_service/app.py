@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI
 from resnet_service import __version__
 from resnet_service.auth import UNAUTHORIZED_RESPONSE, api_key_guard
 from resnet_service.batcher import DynamicBatcher
+from resnet_service.docs import install_docs
 from resnet_service.engine import Engine
 from resnet_service.errors import StartupError, install_error_handlers
 from resnet_service.labels import Labels
@@ -19,7 +20,7 @@ from resnet_service.metrics import Metrics
 from resnet_service.observe import ObserveMiddleware
 from resnet_service.pipeline import Pipeline
 from resnet_service.request_id import RequestIdMiddleware
-from resnet_service.routes import health, predict, v2
+from resnet_service.routes import demo, health, predict, v2
 from resnet_service.routes import metrics as metrics_route
 from resnet_service.settings import Settings
 from resnet_service.v2_schemas import V2_MODEL_NAME
@@ -98,6 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=_lifespan(settings),
+        # Served by install_docs from the installed package, never from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.status = "starting"
@@ -108,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     install_error_handlers(app)
     # The last added runs first: the request id exists before the observer logs it.
-    app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)
+    app.add_middleware(ObserveMiddleware, metrics=app.state.metrics, routes=app.router.routes)
     app.add_middleware(RequestIdMiddleware)
     # Only the inference routes need a key: health and metrics stay open for probes and scrapers.
     guarded = {"dependencies": [Depends(api_key_guard(settings.api_keys))], "responses": UNAUTHORIZED_RESPONSE}
@@ -118,4 +122,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v2.health_router)
     app.include_router(health.router)
     app.include_router(metrics_route.router)
+    app.include_router(demo.router)
+    install_docs(app)
     return app

@@ -2,7 +2,8 @@
 
 The routes add what only they know (image sizes, queue, preprocessing and inference times) to the request's
 ``RequestStats``; this middleware adds the status, the bytes each way and the total time, and reports once the
-last response byte is sent, or when the request fails or is cancelled. A plain ASGI middleware, like the
+last response byte is sent, or when the request fails or is cancelled. The stage times also go back to the client
+as a ``Server-Timing`` header. A plain ASGI middleware, like the
 request-id one, so the routes still see the client's disconnect.
 """
 
@@ -10,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from resnet_service.log import ACCESS_LOGGER
@@ -49,10 +50,29 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
 
+def _server_timing(stats: RequestStats) -> str:
+    """The stage times as a Server-Timing header, which browsers' developer tools and the demo page show."""
+    stages = []
+    if stats.image_sizes:
+        stages.append(f"preprocess;dur={_ms(stats.preprocess_s)}")
+    if stats.batch_sizes:
+        stages += [f"queue;dur={_ms(stats.queue_s)}", f"inference;dur={_ms(stats.inference_s)}"]
+    return ", ".join(stages)
+
+
 class ObserveMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
         self.metrics = metrics
+        # The app's live route list: FastAPI records the matched route in the scope only for its API routes.
+        self.routes = routes
+
+    def _route_path(self, scope: Scope, arrived: Scope) -> str:
+        route = scope.get("route")
+        if route is None:
+            # Matched against the scope as it arrived: a Mount rewrites root_path while it handles the request.
+            route = next((r for r in self.routes if r.matches(arrived)[0] == Match.FULL), None)
+        return getattr(route, "path", UNMATCHED_ROUTE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,6 +80,7 @@ class ObserveMiddleware:
             return
         stats = RequestStats()
         scope.setdefault("state", {})["stats"] = stats
+        arrived = dict(scope)
         started = time.perf_counter()
         status = 500  # what the client gets if the app raises before it answers (Starlette's error page)
         bytes_in = bytes_out = 0
@@ -75,6 +96,9 @@ class ObserveMiddleware:
             nonlocal status, bytes_out
             if message["type"] == "http.response.start":
                 status = message["status"]
+                timing = _server_timing(stats)
+                if timing:
+                    message["headers"] = [*message.get("headers", []), (b"server-timing", timing.encode())]
             elif message["type"] == "http.response.body":
                 bytes_out += len(message.get("body", b""))
             await send(message)
@@ -84,8 +108,7 @@ class ObserveMiddleware:
             await self.app(scope, counting_receive, counting_send)
         finally:
             self.metrics.in_flight.dec()
-            route: BaseRoute | None = scope.get("route")
-            route_path = getattr(route, "path", UNMATCHED_ROUTE)
+            route_path = self._route_path(scope, arrived)
             seconds = time.perf_counter() - started
             self.metrics.requests.labels(scope["method"], route_path, str(status)).inc()
             self.metrics.request_seconds.labels(scope["method"], route_path).observe(seconds)

@@ -1,0 +1,81 @@
+"""``/docs`` and ``/redoc`` with their JavaScript and CSS served from the installed fastapi-offline package.
+
+FastAPI's own pages load Swagger UI and ReDoc from a CDN, so in an air-gapped cluster, behind a strict proxy or
+without a network they are blank. Here every asset comes from this server, and the CDN-only extras are off:
+ReDoc's Google Fonts and Swagger UI's online validator badge.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+__all__ = ["install_docs", "DOCS_ASSETS_URL", "CONTENT_SECURITY_POLICY"]
+
+DOCS_ASSETS_URL = "/docs-assets"
+DOCS_URL = "/docs"
+REDOC_URL = "/redoc"
+OAUTH2_REDIRECT_URL = "/docs/oauth2-redirect"
+# The browser itself refuses anything off this host: ReDoc's footer would otherwise load its logo from a CDN,
+# and no option turns that off. Inline scripts and styles are how FastAPI's pages start Swagger UI and ReDoc.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
+    "frame-ancestors 'self'; base-uri 'self'; form-action 'self'"
+)
+SWAGGER_UI_PARAMETERS = {
+    # validator.swagger.io would be fetched for the badge; nothing may leave the host.
+    "validatorUrl": None,
+    "deepLinking": True,
+    "tryItOutEnabled": False,
+    "displayRequestDuration": True,
+}
+
+
+def _same_host_only(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    return page
+
+
+def install_docs(app: FastAPI) -> None:
+    """Mount the packaged assets and the two pages; create the app with ``docs_url=None, redoc_url=None``."""
+    directory = resources.files("fastapi_offline") / "static"
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=str(directory)), name="docs-assets")
+
+    def assets(request: Request) -> str:
+        # root_path: the pages still find their assets when a proxy serves the app under a prefix.
+        return f"{request.scope.get('root_path', '')}{DOCS_ASSETS_URL}"
+
+    @app.get(DOCS_URL, include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        page = get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - API docs",
+            oauth2_redirect_url=f"{root}{OAUTH2_REDIRECT_URL}",
+            swagger_js_url=f"{assets(request)}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets(request)}/swagger-ui.css",
+            swagger_favicon_url=f"{assets(request)}/favicon.png",
+            swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
+        )
+        return _same_host_only(page)
+
+    @app.get(OAUTH2_REDIRECT_URL, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get(REDOC_URL, include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        page = get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{assets(request)}/redoc.standalone.js",
+            redoc_favicon_url=f"{assets(request)}/favicon.png",
+            with_google_fonts=False,
+        )
+        return _same_host_only(page)
