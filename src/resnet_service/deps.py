@@ -10,9 +10,8 @@ from resnet_service.errors import ModelNotReady
 from resnet_service.labels import Labels
 from resnet_service.metrics import Metrics
 from resnet_service.pipeline import Pipeline
-from resnet_service.settings import Settings
 
-__all__ = ["LabelsDep", "MetricsDep", "PipelineDep", "SettingsDep"]
+__all__ = ["LabelsDep", "MetricsDep", "PipelineDep"]
 
 
 def _pipeline(request: Request) -> Pipeline:
@@ -27,15 +26,10 @@ def _labels(request: Request) -> Labels:
     return request.app.state.labels
 
 
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
 def _metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
 PipelineDep = Annotated[Pipeline, Depends(_pipeline)]
 LabelsDep = Annotated[Labels, Depends(_labels)]
-SettingsDep = Annotated[Settings, Depends(_settings)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]

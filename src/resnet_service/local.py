@@ -12,7 +12,7 @@ from resnet_service.engine import Engine
 from resnet_service.errors import InvalidImage, ServiceError, StartupError
 from resnet_service.labels import Labels
 from resnet_service.preprocessing import preprocess
-from resnet_service.schemas import ErrorDetail, ErrorResponse, Prediction, PredictResponse
+from resnet_service.schemas import ErrorDetail, ErrorResponse, PredictResponse
 from resnet_service.settings import Settings
 
 __all__ = ["classify_files"]
@@ -56,8 +56,7 @@ def classify_files(paths: list[Path], settings: Settings, out: TextIO, err: Text
                     error=ErrorDetail(code=exc.code, message=f"{path}: {exc.message}")
                 )
             else:
-                top = labels.top_k(probabilities, settings.top_k)
-                answer = PredictResponse(predictions=[Prediction(label=label, probability=p) for label, p in top])
+                answer = PredictResponse.from_ranked(labels.top_k(probabilities, settings.top_k))
             print(json.dumps(answer.model_dump(exclude_none=True)), file=out, flush=True)
     finally:
         engine.close()

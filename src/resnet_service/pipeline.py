@@ -83,6 +83,16 @@ class Pipeline:
         self.metrics.preprocess_seconds.observe(seconds)
         return await self.run_row(image.tensor, slot, stats)
 
+    async def classify_one(self, data: bytes, slot: Slot, stats: RequestStats) -> np.ndarray:
+        """``classify_image`` for a request of one image: its error is the request's, counted like run_each's."""
+        try:
+            probabilities = await self.classify_image(data, slot, stats)
+        except ServiceError as exc:
+            self.metrics.images.labels(exc.code).inc()
+            raise
+        self.metrics.images.labels("ok").inc()
+        return probabilities
+
     async def run_row(self, row: np.ndarray, slot: Slot, stats: RequestStats) -> np.ndarray:
         """A preprocessed (1, 224, 224, 3) row → its (1000,) probabilities, in whichever batch it lands."""
         probabilities = await self.batcher.submit(row, slot)

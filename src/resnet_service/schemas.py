@@ -44,6 +44,11 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
     success: Literal[True] = True
 
+    @classmethod
+    def from_ranked(cls, ranked: list[tuple[str, float]]) -> PredictResponse:
+        """The answer for ``Labels.top_k``'s (label, probability) pairs."""
+        return cls(predictions=[Prediction(label=label, probability=p) for label, p in ranked])
+
 
 class ErrorDetail(BaseModel):
     code: str = Field(description="A stable, machine-readable code, such as invalid_image.")

@@ -35,6 +35,9 @@ def test_requests_are_counted_by_route_and_status(client: TestClient) -> None:
     # An unknown path is counted under one label, so scanners cannot grow the series without limit.
     assert _value(samples, "resnet_requests_total", method="GET", route="unmatched", status="404") == 1
     assert _value(samples, "resnet_request_duration_seconds_count", method="POST", route="/predict") == 4
+    # A one-image request's images are counted like a several-image one's, failures included.
+    assert _value(samples, "resnet_images_total", outcome="ok") == 3
+    assert _value(samples, "resnet_images_total", outcome="invalid_image") == 1
 
 
 def test_stage_histograms_batch_sizes_and_gauges_follow_the_images(client: TestClient) -> None:

@@ -5,16 +5,14 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, Query, Request
 
 from resnet_service.deps import LabelsDep, PipelineDep
 from resnet_service.disconnect import cancel_on_disconnect
 from resnet_service.errors import ServiceError
-from resnet_service.labels import Labels
 from resnet_service.observe import stats_of
 from resnet_service.request_id import request_id_of
-from resnet_service.schemas import ErrorDetail, ErrorResponse, Prediction, PredictResponse
+from resnet_service.schemas import ErrorDetail, ErrorResponse, PredictResponse
 from resnet_service.upload import read_file_fields
 
 __all__ = ["router"]
@@ -124,22 +122,15 @@ async def predict(
             images = await read_file_fields(request, IMAGE_FIELD, pipeline.settings.max_upload_bytes)
             pipeline.check_count(len(images), "images")
             if len(images) == 1:
-                classify = pipeline.classify_image(images[0], slot, stats)
+                classify = pipeline.classify_one(images[0], slot, stats)
                 probabilities = await cancel_on_disconnect(request.receive, classify)
-                pipeline.metrics.images.labels("ok").inc()
-                return _answer(labels, probabilities, k)
+                return PredictResponse.from_ranked(labels.top_k(probabilities, k))
             work = functools.partial(pipeline.classify_image, stats=stats)
             results = await cancel_on_disconnect(request.receive, pipeline.run_each(images, slot, work))
     request_id = request_id_of(request.scope)
     return [
         ErrorResponse(error=ErrorDetail(code=result.code, message=result.message, request_id=request_id))
         if isinstance(result, ServiceError)
-        else _answer(labels, result, k)
+        else PredictResponse.from_ranked(labels.top_k(result, k))
         for result in results
     ]
-
-
-def _answer(labels: Labels, probabilities: np.ndarray, k: int) -> PredictResponse:
-    return PredictResponse(
-        predictions=[Prediction(label=label, probability=p) for label, p in labels.top_k(probabilities, k)]
-    )
