@@ -8,13 +8,16 @@ fuller batches.
 
 The queue is bounded. A caller ``reserve()``s a place on arrival, before it reads or decodes anything, and holds
 it until its request joins a running batch; with ``max_queue`` places taken, ``reserve()`` raises ``QueueFull``
-at once, so an overloaded service refuses cheaply instead of queueing without limit.
+at once, so an overloaded service refuses cheaply instead of queueing without limit. ``reserve_within(seconds)``
+instead waits, first come first served, for a place to be given back: a refusal that comes at once invites a
+client that ignores Retry-After straight back, and a flood of such clients takes the CPU the model needs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -54,7 +57,7 @@ class Slot:
     def release(self) -> None:
         if self._held:
             self._held = False
-            self._batcher._waiting -= 1
+            self._batcher._give_back()
 
     def abandon(self) -> None:
         """The caller gave up; count its row as wasted model time if it was (or is later) computed."""
@@ -107,6 +110,8 @@ class DynamicBatcher:
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._waiting = 0
+        # Callers of reserve_within waiting for a place, oldest first; a place given back goes to the first.
+        self._place_waiters: deque[asyncio.Future[Slot]] = deque()
         self.rows_run = 0
         # Requests skipped because their caller had gone before their batch started: no model time spent.
         self.dropped = 0
@@ -128,6 +133,41 @@ class DynamicBatcher:
             raise QueueFull(f"{self._waiting} requests are already waiting (the limit is {self.max_queue})")
         self._waiting += 1
         return Slot(self)
+
+    async def reserve_within(self, seconds: float) -> Slot:
+        """``reserve()``, but with the queue full, wait up to ``seconds`` for a place before ``QueueFull``."""
+        if self._waiting < self.max_queue or seconds <= 0:
+            return self.reserve()
+        waiter: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
+        self._place_waiters.append(waiter)
+        try:
+            async with asyncio.timeout(seconds):
+                return await waiter
+        except TimeoutError:
+            self._forget(waiter)
+            raise QueueFull(
+                f"{self._waiting} requests are already waiting (the limit is {self.max_queue}) "
+                f"and no place came free within {seconds:g} s"
+            ) from None
+        except BaseException:
+            self._forget(waiter)
+            raise
+
+    def _forget(self, waiter: asyncio.Future[Slot]) -> None:
+        if waiter in self._place_waiters:
+            self._place_waiters.remove(waiter)
+        elif waiter.done() and not waiter.cancelled():
+            # A place was handed over just as this caller gave up (timeout or cancellation): pass it on.
+            waiter.result().release()
+
+    def _give_back(self) -> None:
+        while self._place_waiters:
+            waiter = self._place_waiters.popleft()
+            if not waiter.done():
+                # The place moves to the waiter as it is: the count of places taken does not change.
+                waiter.set_result(Slot(self))
+                return
+        self._waiting -= 1
 
     def start(self) -> None:
         if self._task is None:

@@ -1,4 +1,8 @@
-"""FastAPI dependencies: what a route needs, read from ``app.state`` where create_app put it."""
+"""FastAPI dependencies: what a route needs, read from ``app.state`` where create_app put it.
+
+Each is ``async``: FastAPI runs a plain ``def`` dependency in its threadpool, two thread hops per request for a
+lookup.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from resnet_service.pipeline import Pipeline
 __all__ = ["LabelsDep", "MetricsDep", "PipelineDep"]
 
 
-def _pipeline(request: Request) -> Pipeline:
+async def _pipeline(request: Request) -> Pipeline:
     pipeline: Pipeline | None = request.app.state.pipeline
     # While stopping, readiness is 503 but requests that still reach the app are served: the drain finishes them.
     if pipeline is None or request.app.state.status == "starting":
@@ -22,11 +26,11 @@ def _pipeline(request: Request) -> Pipeline:
     return pipeline
 
 
-def _labels(request: Request) -> Labels:
+async def _labels(request: Request) -> Labels:
     return request.app.state.labels
 
 
-def _metrics(request: Request) -> Metrics:
+async def _metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 

@@ -39,6 +39,10 @@ def _timed_preprocess(data: bytes, max_pixels: int, fast: bool) -> tuple[Preproc
     return preprocess_image(data, max_pixels, fast), time.perf_counter() - started
 
 
+def _overloaded(exc: QueueFull) -> Overloaded:
+    return Overloaded(f"{exc}; retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
 @dataclass(frozen=True)
 class Pipeline:
     batcher: DynamicBatcher
@@ -46,12 +50,19 @@ class Pipeline:
     settings: Settings
     metrics: Metrics
 
-    def admit(self) -> Slot:
-        """A place in the queue, or ``Overloaded`` (503, Retry-After) at once."""
+    async def admit(self) -> Slot:
+        """A place in the queue, waiting up to RESNET_QUEUE_WAIT_S for one, or ``Overloaded`` (503, Retry-After)."""
+        try:
+            return await self.batcher.reserve_within(self.settings.queue_wait_s)
+        except QueueFull as exc:
+            raise _overloaded(exc) from exc
+
+    def admit_now(self) -> Slot:
+        """A place in the queue, or ``Overloaded`` at once: for a request's second and later images."""
         try:
             return self.batcher.reserve()
         except QueueFull as exc:
-            raise Overloaded(f"{exc}; retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)}) from exc
+            raise _overloaded(exc) from exc
 
     @asynccontextmanager
     async def deadline(self) -> AsyncIterator[None]:
@@ -119,7 +130,7 @@ class Pipeline:
         slots: list[Slot | ServiceError] = [first]
         for _ in items[1:]:
             try:
-                slots.append(self.admit())
+                slots.append(self.admit_now())
             except Overloaded as exc:
                 slots.append(exc)
         results = await asyncio.gather(*(one(item, slot) for item, slot in zip(items, slots, strict=True)))

@@ -106,6 +106,14 @@ class Settings(BaseSettings):
         description="Most requests admitted and not yet in a running batch (decoding or waiting for the model); "
         "past it a request is refused at once with 503 and Retry-After instead of queueing without limit.",
     )
+    queue_wait_s: float = Field(
+        1.0,
+        ge=0.0,
+        le=60.0,
+        description="How long a request that finds RESNET_MAX_QUEUE places taken waits for one (first come, first "
+        "served) before it is refused with 503. A refusal that came at once would let a client that ignores "
+        "Retry-After come straight back, thousands of times a second, with the CPU the model needs; 0 refuses at once.",
+    )
     request_timeout_s: float = Field(
         30.0,
         gt=0.0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -142,12 +143,20 @@ def test_huge_request_headers_get_a_json_400_from_nginx(http: httpx.Client) -> N
     assert response.json()["error"]["code"] == "bad_request"
 
 
-def test_one_client_over_its_rate_gets_json_429s_from_nginx(model_path: Path, tmp_path: Path) -> None:
-    limited = start_stack(model_path, tmp_path, env={"NGINX_RATE_LIMIT": "2r/s", "NGINX_RATE_BURST": "2"})
+def test_one_client_over_its_rate_is_slowed_down_by_nginx_and_refused_with_json_429s_past_its_burst(
+    model_path: Path, tmp_path: Path
+) -> None:
+    limited = start_stack(model_path, tmp_path, env={"NGINX_RATE_LIMIT": "4r/s", "NGINX_RATE_BURST": "2"})
     try:
         with httpx.Client(base_url=limited.url, timeout=10, trust_env=False) as client:
-            responses = [client.get("/health/live") for _ in range(10)]
+            # One request at a time never passes the burst: each waits for its turn at 4 a second, none is refused.
+            began = time.monotonic()
+            sequential = [client.get("/health/live").status_code for _ in range(6)]
+            slowed_s = time.monotonic() - began
+        assert sequential == [200] * 6 and slowed_s >= 1.0, (sequential, slowed_s)
+        responses = asyncio.run(_concurrent_gets(limited.url, 10))
         statuses = [response.status_code for response in responses]
+        # One at the rate and two waiting in the burst are served; the other seven are refused at once.
         assert statuses.count(200) >= 1 and statuses.count(429) >= 5, statuses
         refused = next(response for response in responses if response.status_code == 429)
         assert refused.headers["content-type"] == "application/json" and refused.headers["retry-after"] == "1"
@@ -155,6 +164,11 @@ def test_one_client_over_its_rate_gets_json_429s_from_nginx(model_path: Path, tm
         assert refused.json()["error"]["request_id"] == refused.headers["x-request-id"]
     finally:
         stop_stack(limited)
+
+
+async def _concurrent_gets(url: str, count: int) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=url, timeout=10, trust_env=False) as http:
+        return await asyncio.gather(*(http.get("/health/live") for _ in range(count)))
 
 
 def test_forty_megabyte_upload_gets_a_json_413_from_nginx(stack: Stack) -> None:

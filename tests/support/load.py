@@ -11,6 +11,7 @@ import asyncio
 import random
 import statistics
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -21,20 +22,24 @@ class LoadResult:
     seconds: float = 0.0
     statuses: Counter[int] = field(default_factory=Counter)
     ok_latencies_s: list[float] = field(default_factory=list)
+    # Every answer's, refusals included: what a client waits for whatever it gets.
+    latencies_s: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
     def goodput(self) -> float:
         return self.statuses[200] / self.seconds
 
-    def percentile_ms(self, q: float) -> float:
-        return statistics.quantiles(self.ok_latencies_s, n=100)[round(q) - 1] * 1000
+    def percentile_ms(self, q: float, everything: bool = False) -> float:
+        latencies = self.latencies_s if everything else self.ok_latencies_s
+        return statistics.quantiles(latencies, n=100)[round(q) - 1] * 1000
 
     def summary(self) -> str:
         return (
             f"{self.goodput:.1f} answers/s of 200 over {self.seconds:.1f} s, "
             f"statuses {dict(sorted(self.statuses.items()))}, "
-            f"p50 {self.percentile_ms(50):.0f} ms, p99 {self.percentile_ms(99):.0f} ms, errors {len(self.errors)}"
+            f"p50 {self.percentile_ms(50):.0f} ms, p99 {self.percentile_ms(99):.0f} ms of 200s, "
+            f"p99 {self.percentile_ms(99, everything=True):.0f} ms of all answers, errors {len(self.errors)}"
         )
 
 
@@ -58,7 +63,9 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     return int(status_line.split()[1]), headers
 
 
-async def _run(url: str, image: bytes, clients: int, seconds: float, honour_retry_after: bool) -> LoadResult:
+async def _run(
+    url: str, image: bytes, clients: int, seconds: float, honour_retry_after: bool, sources: Sequence[str]
+) -> LoadResult:
     result = LoadResult()
     jitter = random.Random(0)
     loop = asyncio.get_running_loop()
@@ -66,8 +73,9 @@ async def _run(url: str, image: bytes, clients: int, seconds: float, honour_retr
     request = upload_request(f"{host}:{port}", image)
     stop_at = loop.time() + seconds
 
-    async def client() -> None:
-        reader, writer = await asyncio.open_connection(host, int(port))
+    async def client(source: str | None) -> None:
+        local = (source, 0) if source else None
+        reader, writer = await asyncio.open_connection(host, int(port), local_addr=local)
         try:
             while loop.time() < stop_at:
                 began = loop.time()
@@ -76,12 +84,13 @@ async def _run(url: str, image: bytes, clients: int, seconds: float, honour_retr
                 except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
                     result.errors.append(repr(exc))
                     writer.close()
-                    reader, writer = await asyncio.open_connection(host, int(port))
+                    reader, writer = await asyncio.open_connection(host, int(port), local_addr=local)
                     continue
                 result.statuses[status] += 1
+                result.latencies_s.append(loop.time() - began)
                 if status == 200:
                     result.ok_latencies_s.append(loop.time() - began)
-                elif status == 503 and honour_retry_after:
+                elif status in (429, 503) and honour_retry_after:
                     # Jittered, as well-behaved clients retry: clients refused together and retrying together
                     # would arrive in bursts that leave the server idle between them.
                     await asyncio.sleep(float(headers["retry-after"]) * jitter.uniform(0.5, 1.5))
@@ -89,10 +98,18 @@ async def _run(url: str, image: bytes, clients: int, seconds: float, honour_retr
             writer.close()
 
     began = loop.time()
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client(sources[i % len(sources)] if sources else None) for i in range(clients)))
     result.seconds = loop.time() - began
     return result
 
 
-def run_load(url: str, image: bytes, clients: int, seconds: float, honour_retry_after: bool = True) -> LoadResult:
-    return asyncio.run(_run(url, image, clients, seconds, honour_retry_after))
+def run_load(
+    url: str,
+    image: bytes,
+    clients: int,
+    seconds: float,
+    honour_retry_after: bool = True,
+    sources: Sequence[str] = (),
+) -> LoadResult:
+    """``clients`` connections for ``seconds``; with ``sources``, client i connects from ``sources[i % len]``."""
+    return asyncio.run(_run(url, image, clients, seconds, honour_retry_after, sources))

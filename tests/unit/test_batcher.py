@@ -222,6 +222,91 @@ def test_a_reserved_place_is_given_back_when_its_request_fails_before_submitting
     run(scenario)
 
 
+def test_a_request_that_finds_the_queue_full_waits_for_the_next_place_given_back() -> None:
+    async def scenario() -> None:
+        batcher = DynamicBatcher(GatedModel(), max_batch_size=1, max_queue=1)
+        batcher.start()
+        held = batcher.reserve()
+        waiter = asyncio.create_task(batcher.reserve_within(5.0))
+        await asyncio.sleep(0.01)
+        assert not waiter.done() and batcher.waiting == 1
+        held.release()
+        # The place moved to the waiter as it was: still one taken, never a moment with the queue open to others.
+        assert batcher.waiting == 1
+        with await waiter as slot:
+            assert (await batcher.submit(row(2), slot)).tolist() == [20.0]
+        assert batcher.waiting == 0
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_requests_waiting_for_a_place_get_one_first_come_first_served() -> None:
+    async def scenario() -> None:
+        batcher = DynamicBatcher(GatedModel(), max_batch_size=1, max_queue=1)
+        held = batcher.reserve()
+        waiters = []
+        for _ in range(3):
+            waiters.append(asyncio.create_task(batcher.reserve_within(5.0)))
+            await asyncio.sleep(0)
+        held.release()
+        await asyncio.sleep(0)
+        assert [w.done() for w in waiters] == [True, False, False]
+        waiters[0].result().release()
+        await asyncio.sleep(0)
+        assert [w.done() for w in waiters] == [True, True, False]
+        waiters[1].result().release()
+        (await waiters[2]).release()
+        assert batcher.waiting == 0
+
+    run(scenario)
+
+
+def test_a_request_that_waits_longer_than_its_limit_is_refused_and_takes_no_place() -> None:
+    async def scenario() -> None:
+        batcher = DynamicBatcher(GatedModel(), max_batch_size=1, max_queue=1)
+        held = batcher.reserve()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(QueueFull, match="no place came free within 0.05 s"):
+            await batcher.reserve_within(0.05)
+        assert loop.time() - began >= 0.05
+        held.release()
+        # The refused waiter left the line: the place given back is free, not handed to it.
+        assert batcher.waiting == 0
+        batcher.reserve().release()
+
+    run(scenario)
+
+
+def test_a_place_handed_to_a_waiter_that_was_cancelled_at_that_moment_passes_to_the_next() -> None:
+    async def scenario() -> None:
+        batcher = DynamicBatcher(GatedModel(), max_batch_size=1, max_queue=1)
+        held = batcher.reserve()
+        first = asyncio.create_task(batcher.reserve_within(5.0))
+        second = asyncio.create_task(batcher.reserve_within(5.0))
+        await asyncio.sleep(0)
+        # The place goes to the first waiter, whose caller is cancelled before it can take it up.
+        held.release()
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        (await second).release()
+        assert batcher.waiting == 0
+
+    run(scenario)
+
+
+def test_with_no_wait_a_full_queue_refuses_at_once() -> None:
+    async def scenario() -> None:
+        batcher = DynamicBatcher(GatedModel(), max_batch_size=1, max_queue=1)
+        batcher.reserve()
+        with pytest.raises(QueueFull, match="1 requests are already waiting"):
+            await batcher.reserve_within(0)
+
+    run(scenario)
+
+
 def test_a_cancelled_request_gives_its_place_back_and_is_counted_as_dropped() -> None:
     async def scenario() -> None:
         model = GatedModel()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import TypeAdapter
 
 from resnet_service.deps import LabelsDep, PipelineDep
 from resnet_service.disconnect import cancel_on_disconnect
@@ -85,6 +86,15 @@ MULTIPART_IMAGE_BODY: dict[str, Any] = {
 }
 
 
+# The answer is serialised once, by pydantic as FastAPI would, but without FastAPI validating it again against the
+# union response_model; response_model still documents it.
+_MANY = TypeAdapter(list[PredictResponse | ErrorResponse])
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
 TOP_K_QUERY = Query(
     ge=1,
     le=1000,
@@ -112,9 +122,9 @@ async def predict(
     pipeline: PipelineDep,
     labels: LabelsDep,
     top_k: Annotated[int | None, TOP_K_QUERY] = None,
-) -> PredictResponse | list[PredictResponse | ErrorResponse]:
+) -> Response:
     # Admission comes first, so a refused request costs no body parsing and no decode.
-    slot = pipeline.admit()
+    slot = await pipeline.admit()
     k = top_k if top_k is not None else pipeline.settings.top_k
     stats = stats_of(request.scope)
     with slot:
@@ -124,13 +134,17 @@ async def predict(
             if len(images) == 1:
                 classify = pipeline.classify_one(images[0], slot, stats)
                 probabilities = await cancel_on_disconnect(request.receive, classify)
-                return PredictResponse.from_ranked(labels.top_k(probabilities, k))
+                return _json(PredictResponse.from_ranked(labels.top_k(probabilities, k)).model_dump_json().encode())
             work = functools.partial(pipeline.classify_image, stats=stats)
             results = await cancel_on_disconnect(request.receive, pipeline.run_each(images, slot, work))
     request_id = request_id_of(request.scope)
-    return [
-        ErrorResponse(error=ErrorDetail(code=result.code, message=result.message, request_id=request_id))
-        if isinstance(result, ServiceError)
-        else PredictResponse.from_ranked(labels.top_k(result, k))
-        for result in results
-    ]
+    return _json(
+        _MANY.dump_json(
+            [
+                ErrorResponse(error=ErrorDetail(code=result.code, message=result.message, request_id=request_id))
+                if isinstance(result, ServiceError)
+                else PredictResponse.from_ranked(labels.top_k(result, k))
+                for result in results
+            ]
+        )
+    )

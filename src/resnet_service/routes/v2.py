@@ -243,7 +243,7 @@ async def infer_version(
 
 
 async def _infer(request: Request, pipeline: Pipeline, labels: Labels) -> Response:
-    slot = pipeline.admit()
+    slot = await pipeline.admit()
     stats = stats_of(request.scope)
     with slot:
         async with pipeline.deadline():

@@ -1,0 +1,301 @@
+"""`make bench-path`: the request path against a plain FastAPI app, each on a null model and the real one.
+
+    .venv/bin/python -m bench.path --model models/resnet50.onnx [--int8-model PATH] [--seconds 10] [--reps 3]
+
+For each model (the null model this script writes, the real one, and an INT8 one if given) it starts the plain
+FastAPI baseline (bench/baseline_app.py) and `resnet-service serve` side by side, plus the service behind
+`make stack`'s nginx for the real models, then drives each in turn with wrk, interleaved: every repetition runs
+every server at every concurrency, the order alternating, and the tables give medians of the repetitions. CPU per
+request is read from /proc for the server's process tree and from wrk's own rusage. Raw ONNX Runtime runs after
+the servers have stopped. Last, py-spy samples the service on the null model at 8 connections to say where a
+request's CPU goes, and how long each request holds the GIL (what bounds one process however many cores it has).
+
+Compare the figures only with each other: they come from one run on one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bench.null_model import write_null_model
+from bench.profile import profile_service
+from bench.quick import BOUNDARY, free_port, multipart, photo_jpeg
+from bench.run import commit, cpu_info, raw_onnxruntime
+
+ROOT = Path(__file__).resolve().parents[1]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        stack.extend(children.get(current, []))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and every process under it (worker processes, nginx), all threads."""
+    total = 0
+    for member in _descendants(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+def wait_until(url: str, process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1, trust_env=False).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} was not ready within {timeout:.0f} s")
+
+
+@contextmanager
+def running(name: str, command: list[str], ready_path: str, port: int, env: dict[str, str]) -> Iterator[Server]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RESNET_")}
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, env={**clean, **env}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_until(url + ready_path, process)
+        except RuntimeError:
+            log.seek(0)
+            sys.stderr.write(log.read()[-4000:].decode(errors="replace"))
+            raise
+        yield Server(name, url, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def baseline(model: Path) -> ExitStack:
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--port", str(port), "--no-access-log"]
+    return running("plain FastAPI", command, "/openapi.json", port, {"RESNET_BASELINE_MODEL": str(model)})
+
+
+def service(model: Path, env: dict[str, str] | None = None, name: str = "resnet-service") -> ExitStack:
+    port = free_port()
+    command = [sys.executable, "-m", "resnet_service.cli", "serve", "--port", str(port), "--model", str(model)]
+    return running(name, command, "/health/ready", port, env or {})
+
+
+def stack(model: Path, run_dir: Path) -> ExitStack:
+    api_port, nginx_port = free_port(), free_port()
+    command = [sys.executable, "scripts/stack.py", "--run-dir", str(run_dir), "--model", str(model)]
+    command += ["--api-port", str(api_port), "--nginx-port", str(nginx_port)]
+    return running("resnet-service via nginx", command, "/health/ready", nginx_port, {})
+
+
+def wrk(url: str, body: Path, connections: int, seconds: float, script: str = "multipart.lua") -> dict[str, float]:
+    env = {**os.environ, "BODY_FILE": str(body), "BOUNDARY": BOUNDARY}
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s"]
+    command += ["-s", str(ROOT / "bench" / script), f"{url}/predict"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    figures["seconds"] = figures["duration_us"] / 1e6
+    figures["requests_per_s"] = figures["requests"] / figures["seconds"]
+    load_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    figures["load_cpu_ms_per_request"] = 1000 * load_cpu / max(1, figures["requests"])
+    return figures
+
+
+def measure(server: Server, body: Path, connections: int, seconds: float) -> dict[str, float]:
+    pid = server.process.pid
+    before = tree_cpu_seconds(pid)
+    figures = wrk(server.url, body, connections, seconds)
+    figures["server_cpu_ms_per_request"] = 1000 * (tree_cpu_seconds(pid) - before) / max(1, figures["requests"])
+    return figures
+
+
+def compare(
+    servers: list[Server], body: Path, connections: tuple[int, ...], seconds: float, reps: int
+) -> dict[str, dict[int, list[dict[str, float]]]]:
+    """Every server at every concurrency, ``reps`` times, interleaved; the order alternates between repetitions."""
+    for server in servers:
+        wrk(server.url, body, 8, 2)  # warm: connections, ONNX Runtime's arenas, the batch sizes 8 clients make
+    runs: dict[str, dict[int, list[dict[str, float]]]] = {s.name: {c: [] for c in connections} for s in servers}
+    for rep in range(reps):
+        order = servers if rep % 2 == 0 else servers[::-1]
+        for clients in connections:
+            for server in order:
+                figures = measure(server, body, clients, seconds)
+                runs[server.name][clients].append(figures)
+                print(
+                    f"    rep {rep + 1} c={clients:<2} {server.name:<26} {figures['requests_per_s']:7.1f} req/s  "
+                    f"p50 {figures['p50_ms']:6.1f} ms  non-2xx {figures['non_2xx']}",
+                    flush=True,
+                )
+    return runs
+
+
+def raw_best(model: Path, seconds: float) -> dict[str, float]:
+    """Raw ONNX Runtime images/s at batch 1 and 8, the better of threads spinning or not."""
+    rows = raw_onnxruntime(model, photo_jpeg(), seconds)
+    return {f"batch {b}": max(r["images_per_s"] for r in rows if r["batch"] == b) for b in (1, 8)}
+
+
+def median_row(figures: list[dict[str, float]]) -> dict[str, float]:
+    keys = ("requests_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_request", "load_cpu_ms_per_request")
+    row = {key: statistics.median(f[key] for f in figures) for key in keys}
+    row["runs"] = [round(f["requests_per_s"], 1) for f in figures]
+    row["errors"] = sum(f["non_2xx"] + f["connect_errors"] + f["read_errors"] + f["timeouts"] for f in figures)
+    return row
+
+
+def print_table(title: str, runs: dict[str, dict[int, list[dict[str, float]]]], raw_best: float | None) -> None:
+    print(f"\n{title}")
+    header = f"  {'server':<26} {'conns':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU/req ms':>11} {'wrk ms':>7}"
+    print(header + ("  × raw best" if raw_best else "") + "  runs (req/s)")
+    for name, by_clients in runs.items():
+        for clients, figures in by_clients.items():
+            row = median_row(figures)
+            ratio = f"  {row['requests_per_s'] / raw_best:9.2f}×" if raw_best else ""
+            print(
+                f"  {name:<26} {clients:>5} {row['requests_per_s']:8.1f} {row['p50_ms']:8.1f} {row['p99_ms']:8.1f} "
+                f"{row['server_cpu_ms_per_request']:11.2f} {row['load_cpu_ms_per_request']:7.2f}{ratio}  "
+                f"{row['runs']}" + (f"  ERRORS {row['errors']}" if row["errors"] else "")
+            )
+
+
+def ratio(runs: dict[str, dict[int, list[dict[str, float]]]], a: str, b: str, clients: int, key: str) -> float:
+    return median_row(runs[a][clients])[key] / median_row(runs[b][clients])[key]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=ROOT / "models/resnet50.onnx")
+    parser.add_argument("--int8-model", type=Path, help="also compare on this INT8 model (export --quantize int8)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds per wrk run (default: 10)")
+    parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions; medians are reported")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/path.json")
+    args = parser.parse_args()
+    connections = (1, 8)
+    result: dict[str, object] = {"commit": commit(), "cpu": cpu_info(), "seconds": args.seconds, "reps": args.reps}
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch_dir = Path(scratch)
+        body = scratch_dir / "body.bin"
+        body.write_bytes(multipart(photo_jpeg()))
+        null = write_null_model(scratch_dir / "null.onnx")
+        models = {"null model": (null, False), "fp32 ResNet-50": (args.model, True)}
+        if args.int8_model:
+            models["INT8 ResNet-50"] = (args.int8_model, True)
+        for label, (model, behind_nginx) in models.items():
+            print(f"{label}: {model}", flush=True)
+            with ExitStack() as servers:
+                started = [servers.enter_context(baseline(model)), servers.enter_context(service(model))]
+                if behind_nginx:
+                    started.append(servers.enter_context(stack(model, scratch_dir / f"stack-{len(result)}")))
+                result[label] = compare(started, body, connections, args.seconds, args.reps)
+        print("raw ONNX Runtime …", flush=True)
+        raw = {label: raw_best(model, args.seconds) for label, (model, real) in models.items() if real}
+        result["raw_onnxruntime"] = raw
+        print("profiling the service on the null model at 8 connections …", flush=True)
+        with service(null) as server:
+            wrk(server.url, body, 8, 2)
+            load = lambda: measure(server, body, 8, args.seconds)  # noqa: E731 - run twice by the profiler
+            result["profile"] = profile_service(server.process.pid, load, args.seconds)
+    report(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+def report(result: dict) -> None:
+    cpu = result["cpu"]
+    flags = ", ".join(cpu["flags"])
+    print(f"\n=== request path: commit {result['commit']}, {cpu['model']} ({cpu['cpus']} CPUs, {flags})")
+    print(f"    wrk, one 451×300 JPEG, {result['seconds']:.0f} s per run, medians of {result['reps']} interleaved runs")
+    raw = result["raw_onnxruntime"]
+    for label in ("null model", "fp32 ResNet-50", "INT8 ResNet-50"):
+        if label not in result:
+            continue
+        best = max(raw[label].values()) if label in raw else None
+        if best:
+            shown = ", ".join(f"{key} {value:.1f}/s" for key, value in raw[label].items())
+            print(f"\n  raw ONNX Runtime, {label}: {shown}")
+        print_table(label, result[label], best)
+    print("\n=== targets")
+    null = result["null model"]
+    print(
+        f"  null model, 8 conns: service / plain FastAPI = "
+        f"{ratio(null, 'resnet-service', 'plain FastAPI', 8, 'requests_per_s'):.2f}× req/s (target ≥ 1.10×)"
+    )
+    p50 = median_row(null["resnet-service"][1])["p50_ms"], median_row(null["plain FastAPI"][1])["p50_ms"]
+    print(f"  null model, 1 conn: p50 {p50[0]:.2f} ms vs plain FastAPI {p50[1]:.2f} ms (target: no higher)")
+    fp32 = result["fp32 ResNet-50"]
+    best = max(raw["fp32 ResNet-50"].values())
+    via = median_row(fp32["resnet-service via nginx"][8])["requests_per_s"]
+    plain = median_row(fp32["plain FastAPI"][8])["requests_per_s"]
+    print(
+        f"  fp32, 8 conns via nginx: {via:.1f}/s = {via / best:.2f}× raw best {best:.1f}/s (target ≥ 0.95×); "
+        f"plain FastAPI direct {plain:.1f}/s"
+    )
+    if "INT8 ResNet-50" in result:
+        int8 = median_row(result["INT8 ResNet-50"]["resnet-service"][8])["requests_per_s"]
+        raw8 = raw["INT8 ResNet-50"]["batch 8"]
+        print(f"  INT8, 8 conns: {int8:.1f}/s = {int8 / raw8:.2f}× raw INT8 batch 8 {raw8:.1f}/s (target ≥ 0.85×)")
+    profile = result["profile"]
+    print(f"\n=== where the service's CPU goes: null model, 8 connections, py-spy ({profile['samples']} samples)")
+    per_request = profile["cpu_ms_per_request"]
+    print(f"  {per_request:.2f} ms of CPU per request in all; by stage:")
+    for stage, share in profile["shares"].items():
+        print(f"    {stage:<40} {100 * share:5.1f}%  {share * per_request:5.2f} ms")
+    gil = profile.get("gil_ms_per_request")
+    if gil:
+        print(
+            f"  GIL held {gil:.2f} ms per request: one process cannot pass about {1000 / gil:.0f} requests/s "
+            "however many cores it has; --workers N multiplies that"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
