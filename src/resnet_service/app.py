@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -65,8 +66,12 @@ def _lifespan(settings: Settings):  # noqa: ANN202 - FastAPI's lifespan type is 
         )
         app.state.batcher = batcher
         app.state.pipeline = Pipeline(batcher, preprocess_pool, settings, metrics)
-        metrics.watch_queue(lambda: batcher.waiting)
-        metrics.model.info(
+        if metrics.multiprocess_dir is None:
+            metrics.watch_queue(lambda: batcher.waiting)
+            publisher = None
+        else:
+            publisher = asyncio.get_running_loop().create_task(metrics.publish_queue_depth(lambda: batcher.waiting))
+        metrics.describe_model(
             {
                 "name": V2_MODEL_NAME,
                 "path": str(engine.path),
@@ -84,9 +89,12 @@ def _lifespan(settings: Settings):  # noqa: ANN202 - FastAPI's lifespan type is 
             yield
         finally:
             app.state.status = "stopping"
+            if publisher is not None:
+                publisher.cancel()
             await batcher.stop()
             preprocess_pool.shutdown(wait=True)
             engine.close()
+            metrics.close()
 
     return lifespan
 
@@ -109,7 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.batcher = None
     app.state.pipeline = None
     app.state.labels = Labels.load()
-    app.state.metrics = Metrics()
+    app.state.metrics = Metrics(settings.metrics_multiprocess_dir)
     install_error_handlers(app)
     # The last added runs first: the request id exists before the observer logs it.
     app.add_middleware(ObserveMiddleware, metrics=app.state.metrics, routes=app.router.routes)

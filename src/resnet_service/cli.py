@@ -20,9 +20,13 @@ def _serve(args: argparse.Namespace) -> int:
     from resnet_service.log import logging_config
     from resnet_service.server import serve
     from resnet_service.settings import Settings
+    from resnet_service.workers import serve_workers
 
-    settings = Settings(model_path=args.model) if args.model else Settings()
+    overrides = {"model_path": args.model, "workers": args.workers}
+    settings = Settings(**{name: value for name, value in overrides.items() if value is not None})
     log_config = logging_config(settings.log_format, args.log_level)
+    if settings.workers > 1:
+        return serve_workers(settings, args.host, args.port, args.log_level, log_config)
     return serve(create_app(settings), settings, args.host, args.port, args.log_level, log_config)
 
 
@@ -58,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
     serve.add_argument("--model", type=Path, help=MODEL_HELP)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="processes serving the port, each a full replica with its own model copy (default: RESNET_WORKERS, "
+        "else 1); ONNX Runtime's threads are divided among them",
+    )
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(run=_serve)
 

@@ -2,13 +2,29 @@
 
 Each app has its own registry, so two apps in one process (the tests) never share counts, and ``/metrics``
 serves exactly this service's series plus the process's own (RSS, CPU, open files).
+
+With RESNET_WORKERS > 1 each worker process writes its series to files in ``multiprocess_dir``
+(prometheus-client's multiprocess mode), and ``/metrics``, whichever worker answers it, adds them up: counters and
+histograms summed, the in-flight and queue-depth gauges summed over the live workers. The process series are left
+out then, since they would describe only the worker that happened to answer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+)
 
 __all__ = ["Metrics"]
 
@@ -20,9 +36,11 @@ BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256)
 class Metrics:
     """The service's series, registered on a registry of their own."""
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
         self.registry = CollectorRegistry()
-        ProcessCollector(registry=self.registry)
+        self.multiprocess_dir = multiprocess_dir
+        if multiprocess_dir is None:
+            ProcessCollector(registry=self.registry)
         registry = self.registry
         self.requests = Counter(
             "resnet_requests",
@@ -50,22 +68,56 @@ class Metrics:
         self.images = Counter(
             "resnet_images", "Images (or v2 tensor rows) classified, by outcome.", ["outcome"], registry=registry
         )
-        self.in_flight = Gauge("resnet_requests_in_flight", "HTTP requests being handled right now.", registry=registry)
+        self.in_flight = Gauge(
+            "resnet_requests_in_flight",
+            "HTTP requests being handled right now.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.queue_depth = Gauge(
             "resnet_queue_depth",
             "Images admitted and not yet in a running batch (decoding or queued).",
             registry=registry,
+            multiprocess_mode="livesum",
         )
-        self.model = Info(
-            "resnet_model", "The model being served: weights source and execution provider.", registry=registry
+        # An info metric as a gauge of 1, which is what the text format makes of one, since multiprocess mode
+        # has no Info.
+        self.model = Gauge(
+            "resnet_model_info",
+            "The model being served: weights source and execution provider.",
+            ["name", "path", "weights", "random_weights", "provider"],
+            registry=registry,
+            multiprocess_mode="max",
         )
 
     def _seconds(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Histogram:
         return Histogram(name, documentation, labels, buckets=LATENCY_BUCKETS, registry=self.registry)
 
     def watch_queue(self, depth: Callable[[], int]) -> None:
-        """Read the queue depth at scrape time, so the gauge is never stale."""
+        """Read the queue depth at scrape time, so the gauge is never stale (one process only)."""
         self.queue_depth.set_function(lambda: float(depth()))
+
+    async def publish_queue_depth(self, depth: Callable[[], int], every_s: float = 0.25) -> None:
+        """Write this worker's queue depth to its file every ``every_s``: another worker may answer the scrape."""
+        while True:
+            self.queue_depth.set(depth())
+            await asyncio.sleep(every_s)
+
+    def describe_model(self, labels: dict[str, str]) -> None:
+        self.model.labels(**labels).set(1)
+
+    def exposition(self) -> bytes:
+        """The text format: this process's series, or with workers, every live worker's added up."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(self.multiprocess_dir))
+        return generate_latest(registry)
+
+    def close(self) -> None:
+        """A worker that stops takes its live gauges (in flight, queue depth) out of the sums."""
+        if self.multiprocess_dir is not None:
+            multiprocess.mark_process_dead(os.getpid(), str(self.multiprocess_dir))
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from PIL import Image
 from pydantic import Field, field_validator
@@ -49,6 +49,10 @@ def available_cpus() -> int:
     return max(1, cpus)
 
 
+def _cpus_per_worker(data: dict[str, Any]) -> int:
+    return max(1, available_cpus() // data.get("workers", 1))
+
+
 class Settings(BaseSettings):
     """Everything the service can be told; each field maps to ``RESNET_<NAME>``."""
 
@@ -65,10 +69,19 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest accepted image, in pixels (width × height): the decompression-bomb guard.",
     )
-    intra_op_threads: int = Field(
-        default_factory=available_cpus,
+    workers: int = Field(
+        1,
         ge=1,
-        description="ONNX Runtime intra-op threads; default: the CPUs this process may use.",
+        le=256,
+        description="Processes serving one port, each a full replica with its own model session, batcher and "
+        "queue (RESNET_MAX_QUEUE each). One Python process tops out at a few hundred requests a second however "
+        "many cores it has; more workers use more cores, at one model copy each in memory.",
+    )
+    intra_op_threads: int = Field(
+        default_factory=_cpus_per_worker,
+        ge=1,
+        description="ONNX Runtime intra-op threads per worker; default: the CPUs this process may use, divided "
+        "among RESNET_WORKERS.",
     )
     intra_op_spinning: bool = Field(
         False,
@@ -95,7 +108,7 @@ class Settings(BaseSettings):
         description="How long an idle model waits for company before running a batch; 0 runs at once.",
     )
     preprocess_threads: int = Field(
-        default_factory=lambda: max(1, available_cpus() - 1),
+        default_factory=lambda data: max(1, _cpus_per_worker(data) - 1),
         ge=1,
         description="Threads decoding and resizing uploads, apart from inference; default: CPUs - 1, since "
         "every decode running beside a model run slows all of the model's threads.",
@@ -139,6 +152,12 @@ class Settings(BaseSettings):
         description="json: one JSON object per line on stdout, one line per request with its timings. text: the "
         "same fields, for a person reading a terminal.",
     )
+    metrics_multiprocess_dir: Path | None = Field(
+        None,
+        validation_alias="PROMETHEUS_MULTIPROC_DIR",
+        description="Set by `serve` for RESNET_WORKERS > 1 (prometheus-client's own variable): where each worker "
+        "writes its metrics, so that /metrics, whichever worker answers it, adds up every worker's.",
+    )
     api_keys: Annotated[frozenset[str], NoDecode] = Field(
         frozenset(),
         repr=False,
@@ -152,3 +171,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return frozenset(key.strip() for key in value.split(",") if key.strip())
         return value
+
+    def environment(self) -> dict[str, str]:
+        """These settings as the environment variables that rebuild them, for worker processes."""
+        variables = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, frozenset):
+                value = ",".join(sorted(value))
+            elif isinstance(value, bool):
+                value = str(value).lower()
+            key = field.validation_alias if isinstance(field.validation_alias, str) else f"RESNET_{name.upper()}"
+            variables[key] = str(value)
+        return variables

@@ -16,6 +16,7 @@ from tests.support.images import encode, photo
 from tests.support.load import run_load, upload_request
 
 JPEG = encode(photo("chelsea"), "JPEG", quality=90)
+SOURCES = tuple(f"127.0.0.{host}" for host in range(2, 10))
 
 
 def test_eight_times_more_clients_than_places_get_200_or_503_and_goodput_holds(
@@ -38,6 +39,45 @@ def test_eight_times_more_clients_than_places_get_200_or_503_and_goodput_holds(
         report_figure(f"goodput under overload = {overloaded.goodput / unloaded.goodput:.2f} × unloaded")
     finally:
         stop_server(server)
+
+
+def test_a_flood_from_many_addresses_that_ignores_retry_after_cannot_starve_the_model(
+    model_path: Path, report_figure: Callable[[str], None]
+) -> None:
+    server = start_server(model_path, env={"RESNET_MAX_QUEUE": "4", "RESNET_MAX_BATCH_SIZE": "4"})
+    try:
+        unloaded = run_load(server.url, JPEG, clients=4, seconds=6)
+        # Each client resends the moment any answer comes back, from eight addresses, as a retry loop without
+        # back-off does: refusals must cost next to nothing and must not come back thousands of times a second.
+        flood = run_load(server.url, JPEG, clients=64, seconds=12, honour_retry_after=False, sources=SOURCES)
+        assert flood.errors == [], flood.errors[:5]
+        assert set(flood.statuses) <= {200, 503} and flood.statuses[503] > 0, flood.summary()
+        # A refused request waited RESNET_QUEUE_WAIT_S for a place first: 64 clients cannot cycle faster than that.
+        assert flood.statuses[503] / flood.seconds <= 64 * 1.5, flood.summary()
+        assert flood.goodput >= 0.8 * unloaded.goodput, (unloaded.summary(), flood.summary())
+        report_figure(f"unloaded (4 clients): {unloaded.summary()}")
+        report_figure(f"flood (64 clients ignoring Retry-After, 8 addresses, queue 4): {flood.summary()}")
+        report_figure(f"goodput under the flood = {flood.goodput / unloaded.goodput:.2f} × unloaded")
+    finally:
+        stop_server(server)
+
+
+def test_a_request_that_finds_the_queue_full_waits_its_turn_instead_of_being_refused(settings: Settings) -> None:
+    settings = settings.model_copy(update={"max_batch_size": 1, "max_queue": 1, "queue_wait_s": 30.0})
+    with threaded_server(settings) as server:
+        statuses = [response.status_code for response in asyncio.run(_burst(server.url, 12))]
+        assert statuses == [200] * 12
+        assert server.app.state.batcher.waiting == 0
+
+
+def test_with_no_queue_wait_a_full_queue_refuses_at_once_with_retry_after(settings: Settings) -> None:
+    settings = settings.model_copy(update={"max_batch_size": 1, "max_queue": 1, "queue_wait_s": 0.0})
+    with threaded_server(settings) as server:
+        responses = asyncio.run(_burst(server.url, 12))
+        refused = [response for response in responses if response.status_code == 503]
+        assert refused and {response.status_code for response in responses} == {200, 503}
+        assert refused[0].json()["error"]["code"] == "overloaded"
+        assert refused[0].headers["retry-after"] == "1"
 
 
 async def _burst(url: str, count: int) -> list[httpx.Response]:

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +21,13 @@ import tritonclient.http as triton
 from tests.conftest import ROOT, free_port
 from tests.support.errors import assert_error
 from tests.support.images import encode, photo
+from tests.support.load import run_load
 from tests.support.raw_http import headers_only_upload
 
 pytestmark = pytest.mark.stack
+
+JPEG = encode(photo("chelsea"), "JPEG", quality=90)
+FLOOD_SOURCES = tuple(f"127.0.0.{host}" for host in range(2, 10))
 
 
 @dataclass
@@ -169,6 +173,30 @@ def test_one_client_over_its_rate_is_slowed_down_by_nginx_and_refused_with_json_
 async def _concurrent_gets(url: str, count: int) -> list[httpx.Response]:
     async with httpx.AsyncClient(base_url=url, timeout=10, trust_env=False) as http:
         return await asyncio.gather(*(http.get("/health/live") for _ in range(count)))
+
+
+def test_a_flood_through_nginx_that_ignores_retry_after_cannot_starve_the_model(
+    model_path: Path, tmp_path: Path, report_figure: Callable[[str], None]
+) -> None:
+    flooded = start_stack(model_path, tmp_path, env={"RESNET_MAX_QUEUE": "4", "RESNET_MAX_BATCH_SIZE": "4"})
+    try:
+        unloaded = run_load(flooded.url, JPEG, clients=4, seconds=5)
+        floods = {
+            "one address": run_load(flooded.url, JPEG, clients=64, seconds=10, honour_retry_after=False),
+            "8 addresses": run_load(
+                flooded.url, JPEG, clients=64, seconds=10, honour_retry_after=False, sources=FLOOD_SOURCES
+            ),
+        }
+        report_figure(f"unloaded through nginx (4 clients): {unloaded.summary()}")
+        for source, flood in floods.items():
+            assert flood.errors == [], (source, flood.errors[:5])
+            # nginx delays a client over its rate rather than refusing it, so the API's own 503s are what is left.
+            assert set(flood.statuses) <= {200, 429, 503}, (source, flood.summary())
+            assert flood.goodput >= 0.8 * unloaded.goodput, (source, unloaded.summary(), flood.summary())
+            report_figure(f"flood through nginx from {source} (64 clients ignoring Retry-After): {flood.summary()}")
+            report_figure(f"goodput under the flood from {source} = {flood.goodput / unloaded.goodput:.2f} × unloaded")
+    finally:
+        stop_stack(flooded)
 
 
 def test_forty_megabyte_upload_gets_a_json_413_from_nginx(stack: Stack) -> None:
