@@ -12,7 +12,7 @@ API_PORT ?= 8000
 NGINX_PORT ?= 8080
 RUN_DIR ?= .run/stack
 
-.PHONY: run stack test lint model bench install install-dev clean
+.PHONY: run stack test lint model bench bench-path bench-flood install install-dev clean
 
 run: install $(MODEL)
 	$(BIN)/resnet-service serve --host $(HOST) --port $(PORT) --model $(MODEL)
@@ -37,6 +37,17 @@ model: install $(MODEL)
 bench: install-dev $(MODEL)
 	$(BIN)/python -m pip install --quiet -e '.[export,dev,bench]'
 	$(BIN)/python -m bench.run --model $(MODEL) $(BENCH_ARGS)
+
+# The request path against a plain FastAPI app, on a null model, fp32 and (INT8_MODEL=...) INT8: tables and a profile.
+bench-path: install-dev $(MODEL)
+	$(BIN)/python -m pip install --quiet -e '.[export,dev,bench]'
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m bench.path --model $(MODEL) \
+		$(if $(INT8_MODEL),--int8-model $(INT8_MODEL)) $(BENCH_ARGS)
+
+# 64 clients that ignore Retry-After, straight to uvicorn and through nginx, from one address and from eight.
+bench-flood: install-dev $(MODEL)
+	$(BIN)/python -m pip install --quiet -e '.[export,dev,bench]'
+	$(BIN)/python -m bench.flood --model $(MODEL) $(BENCH_ARGS)
 
 install: $(VENV)/.installed-run
 install-dev: $(VENV)/.installed-dev

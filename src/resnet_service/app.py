@@ -13,8 +13,9 @@ from fastapi import Depends, FastAPI
 from resnet_service import __version__
 from resnet_service.auth import UNAUTHORIZED_RESPONSE, api_key_guard
 from resnet_service.batcher import DynamicBatcher
+from resnet_service.decode_gate import DecodeGate
 from resnet_service.docs import install_docs
-from resnet_service.engine import Engine
+from resnet_service.engine import CPU, Engine
 from resnet_service.errors import StartupError, install_error_handlers
 from resnet_service.labels import Labels
 from resnet_service.metrics import Metrics
@@ -54,6 +55,10 @@ def _lifespan(settings: Settings):  # noqa: ANN202 - FastAPI's lifespan type is 
             logger.error("cannot start: %s", exc)
             raise
         preprocess_pool = ThreadPoolExecutor(max_workers=settings.preprocess_threads, thread_name_prefix="preprocess")
+        # A model on a GPU leaves the CPU to decoding, so only a CPU model holds decoding back while it runs.
+        threads = settings.preprocess_threads
+        gate = DecodeGate(threads, max(1, threads - 1) if engine.provider == CPU else threads)
+        engine.gate = gate
         app.state.engine = engine
         app.state.preprocess_pool = preprocess_pool
         metrics: Metrics = app.state.metrics
@@ -65,7 +70,7 @@ def _lifespan(settings: Settings):  # noqa: ANN202 - FastAPI's lifespan type is 
             observe_batch=metrics.observe_batch,
         )
         app.state.batcher = batcher
-        app.state.pipeline = Pipeline(batcher, preprocess_pool, settings, metrics)
+        app.state.pipeline = Pipeline(batcher, preprocess_pool, settings, metrics, gate)
         if metrics.multiprocess_dir is None:
             metrics.watch_queue(lambda: batcher.waiting)
             publisher = None

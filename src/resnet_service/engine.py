@@ -8,6 +8,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,7 @@ from typing import Literal
 import numpy as np
 import onnxruntime as ort
 
+from resnet_service.decode_gate import DecodeGate
 from resnet_service.errors import InferenceFailed, StartupError
 
 __all__ = ["Engine", "choose_providers", "check_provider"]
@@ -72,6 +74,8 @@ class Engine:
     output_name: str
     metadata: dict[str, str]
     _executor: ThreadPoolExecutor = field(repr=False)
+    # Told when a run starts and ends, so decoding gives way to the model while it runs on the CPU.
+    gate: DecodeGate | None = field(default=None, repr=False)
 
     @classmethod
     def load(
@@ -134,7 +138,8 @@ class Engine:
     def run_sync(self, batch: np.ndarray) -> np.ndarray:
         """(N, 224, 224, 3) float32 → (N, 1000) probabilities, in the calling thread."""
         try:
-            (probabilities,) = self.session.run([self.output_name], {self.input_name: batch})
+            with self.gate.model_running() if self.gate is not None else nullcontext():
+                (probabilities,) = self.session.run([self.output_name], {self.input_name: batch})
         except Exception as exc:
             raise InferenceFailed(f"the model failed to run: {exc}") from exc
         return probabilities

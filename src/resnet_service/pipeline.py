@@ -19,6 +19,7 @@ from typing import TypeVar
 import numpy as np
 
 from resnet_service.batcher import DynamicBatcher, QueueFull, Slot
+from resnet_service.decode_gate import DecodeGate
 from resnet_service.errors import DeadlineExceeded, Overloaded, ServiceError, TooManyImages
 from resnet_service.metrics import Metrics
 from resnet_service.observe import RequestStats
@@ -33,10 +34,12 @@ T = TypeVar("T")
 RETRY_AFTER_S = 1
 
 
-def _timed_preprocess(data: bytes, max_pixels: int, fast: bool) -> tuple[Preprocessed, float]:
-    # Timed in the pool's thread: the preprocessing figure is the work itself, not the wait for a free thread.
-    started = time.perf_counter()
-    return preprocess_image(data, max_pixels, fast), time.perf_counter() - started
+def _timed_preprocess(data: bytes, max_pixels: int, fast: bool, gate: DecodeGate) -> tuple[Preprocessed, float]:
+    # Timed in the pool's thread, inside the gate: the preprocessing figure is the work itself, not the wait for a
+    # free thread or for the model to finish a run.
+    with gate.decoding():
+        started = time.perf_counter()
+        return preprocess_image(data, max_pixels, fast), time.perf_counter() - started
 
 
 def _overloaded(exc: QueueFull) -> Overloaded:
@@ -49,6 +52,7 @@ class Pipeline:
     preprocess_pool: ThreadPoolExecutor
     settings: Settings
     metrics: Metrics
+    gate: DecodeGate
 
     async def admit(self) -> Slot:
         """A place in the queue, waiting up to RESNET_QUEUE_WAIT_S for one, or ``Overloaded`` (503, Retry-After)."""
@@ -87,7 +91,7 @@ class Pipeline:
         settings = self.settings
         fast = settings.resize == "fast"
         image, seconds = await loop.run_in_executor(
-            self.preprocess_pool, _timed_preprocess, data, settings.max_image_pixels, fast
+            self.preprocess_pool, _timed_preprocess, data, settings.max_image_pixels, fast, self.gate
         )
         stats.image_sizes.append(f"{image.width}x{image.height}")
         stats.preprocess_s += seconds

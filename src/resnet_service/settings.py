@@ -108,10 +108,11 @@ class Settings(BaseSettings):
         description="How long an idle model waits for company before running a batch; 0 runs at once.",
     )
     preprocess_threads: int = Field(
-        default_factory=lambda data: max(1, _cpus_per_worker(data) - 1),
+        default_factory=_cpus_per_worker,
         ge=1,
-        description="Threads decoding and resizing uploads, apart from inference; default: CPUs - 1, since "
-        "every decode running beside a model run slows all of the model's threads.",
+        description="Threads decoding and resizing uploads; default: the CPUs this worker may use. While the model "
+        "runs on the CPU one of them waits, since every decode beside a model run slows all of its threads; while "
+        "it is idle (a fast model, a GPU) all of them decode.",
     )
     max_queue: int = Field(
         32,
