@@ -231,6 +231,9 @@ def main() -> int:
             print(f"{label}: {model}", flush=True)
             with ExitStack() as servers:
                 started = [servers.enter_context(baseline(model)), servers.enter_context(service(model))]
+                if label != "INT8 ResNet-50":
+                    workers = service(model, {"RESNET_WORKERS": "2"}, name="resnet-service, 2 workers")
+                    started.append(servers.enter_context(workers))
                 if behind_nginx:
                     started.append(servers.enter_context(stack(model, scratch_dir / f"stack-{len(result)}")))
                 result[label] = compare(started, body, connections, args.seconds, args.reps)
@@ -279,6 +282,9 @@ def report(result: dict) -> None:
         f"  fp32, 8 conns via nginx: {via:.1f}/s = {via / best:.2f}× raw best {best:.1f}/s (target ≥ 0.95×); "
         f"plain FastAPI direct {plain:.1f}/s"
     )
+    for label in ("null model", "fp32 ResNet-50"):
+        two = ratio(result[label], "resnet-service, 2 workers", "resnet-service", 8, "requests_per_s")
+        print(f"  {label}, 8 conns: --workers 2 / one process = {two:.2f}× req/s (2 cores: one process uses both)")
     if "INT8 ResNet-50" in result:
         int8 = median_row(result["INT8 ResNet-50"]["resnet-service"][8])["requests_per_s"]
         raw8 = raw["INT8 ResNet-50"]["batch 8"]
