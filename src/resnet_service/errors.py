@@ -148,7 +148,7 @@ class ModelNotReady(ServiceError):
 
 
 class Overloaded(ServiceError):
-    """Raised on arrival, before the body is read, when RESNET_MAX_QUEUE requests are already waiting."""
+    """Raised, before the body is read, when the queue stayed full (RESNET_MAX_QUEUE) for RESNET_QUEUE_WAIT_S."""
 
     status = 503
     code = "overloaded"

@@ -50,7 +50,8 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     ),
     500: _error("The model failed to run.", "inference_failed", "the model failed to run"),
     503: _error(
-        "The model is still loading, or RESNET_MAX_QUEUE requests are already waiting (retry after Retry-After).",
+        "The model is still loading, or RESNET_MAX_QUEUE requests are already waiting and no place came free "
+        "within RESNET_QUEUE_WAIT_S (retry after Retry-After).",
         "overloaded",
         "32 requests are already waiting (the limit is 32); retry shortly",
     ),
