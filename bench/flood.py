@@ -5,7 +5,8 @@
 Each client resends its upload the moment an answer comes back, whatever the answer, as a new user's script or a
 retry loop without back-off does. The flood comes from one address (wrk) and from eight (this process's own
 clients, from 127.0.0.2 to 127.0.0.9: a per-address limit in nginx does not help against those). Goodput is the
-200 answers per second, compared with the same server unloaded (8 connections); p99 is over every answer.
+200 answers per second, compared with the same server unloaded (8 connections), measured just before and just
+after each flood since a shared machine's speed drifts; p99 is over every answer.
 """
 
 from __future__ import annotations
@@ -63,18 +64,21 @@ def main() -> int:
             servers.enter_context(stack(args.model, scratch / "stack")),
         ]
         for target in targets:
-            unloaded = wrk(target.url, body, 8, 10)
-            print(f"{target.name}: unloaded {unloaded['requests_per_s']:.1f} answers/s", flush=True)
             floods = {
-                "one address (wrk)": flood_from_one_address(target, body, args.clients, args.seconds),
-                "8 addresses": flood_from_many_addresses(target, image, args.clients, args.seconds),
+                "one address (wrk)": lambda t=target: flood_from_one_address(t, body, args.clients, args.seconds),
+                "8 addresses": lambda t=target: flood_from_many_addresses(t, image, args.clients, args.seconds),
             }
-            for source, flood in floods.items():
+            # The machine's speed drifts: each flood is compared with unloaded runs just before and just after it.
+            before = wrk(target.url, body, 8, 10)["requests_per_s"]
+            for source, flood_run in floods.items():
+                flood = flood_run()
+                after = wrk(target.url, body, 8, 10)["requests_per_s"]
+                unloaded, before = (before + after) / 2, after
                 goodput = flood["statuses"].get(200, 0) / flood["seconds"]
-                row = {"target": target.name, "source": source, "unloaded": unloaded["requests_per_s"], **flood}
-                row["goodput"], row["ratio"] = goodput, goodput / unloaded["requests_per_s"]
+                row = {"target": target.name, "source": source, "unloaded": unloaded, **flood}
+                row["goodput"], row["ratio"] = goodput, goodput / unloaded
                 rows.append(row)
-                print(f"  {source}: {goodput:.1f}/s of 200, statuses {flood['statuses']}", flush=True)
+                print(f"{target.name}, {source}: {goodput:.1f}/s of 200 (unloaded {unloaded:.1f}/s)", flush=True)
     print(f"\n=== flood: {args.clients} connections ignoring Retry-After, {args.seconds:.0f} s each")
     print(f"  {'target':<26} {'from':<18} {'goodput':>8} {'unloaded':>9} {'ratio':>6} {'p99 all':>8}  errors  statuses")
     for row in rows:

@@ -115,13 +115,15 @@ class Settings(BaseSettings):
         "it is idle (a fast model, a GPU) all of them decode.",
     )
     max_queue: int = Field(
-        32,
+        16,
         ge=1,
-        description="Most requests admitted and not yet in a running batch (decoding or waiting for the model); "
-        "past it a request is refused at once with 503 and Retry-After instead of queueing without limit.",
+        description="Most requests admitted and not yet in a running batch (decoding or waiting for the model), per "
+        "worker; past it a request waits up to RESNET_QUEUE_WAIT_S for a place, then gets 503 and Retry-After, "
+        "instead of queueing without limit. Two full batches by default, so that the worst wait stays about "
+        "RESNET_QUEUE_WAIT_S + 16 / (images per second).",
     )
     queue_wait_s: float = Field(
-        1.0,
+        0.5,
         ge=0.0,
         le=60.0,
         description="How long a request that finds RESNET_MAX_QUEUE places taken waits for one (first come, first "
