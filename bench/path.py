@@ -3,12 +3,13 @@
     .venv/bin/python -m bench.path --model models/resnet50.onnx [--int8-model PATH] [--seconds 10] [--reps 3]
 
 For each model (the null model this script writes, the real one, and an INT8 one if given) it starts the plain
-FastAPI baseline (bench/baseline_app.py) and `resnet-service serve` side by side, plus the service behind
-`make stack`'s nginx for the real models, then drives each in turn with wrk, interleaved: every repetition runs
-every server at every concurrency, the order alternating, and the tables give medians of the repetitions. CPU per
-request is read from /proc for the server's process tree and from wrk's own rusage. Raw ONNX Runtime runs after
-the servers have stopped. Last, py-spy samples the service on the null model at 8 connections to say where a
-request's CPU goes, and how long each request holds the GIL (what bounds one process however many cores it has).
+FastAPI baseline (bench/baseline_app.py), `resnet-service serve` alone and with 2 workers side by side, plus the
+service behind `make stack`'s nginx for the real models, then drives each in turn with wrk, interleaved: every
+repetition runs every server at every concurrency, the order alternating, and raw ONNX Runtime (batch 1 and 8,
+threads spinning or not) once while the servers idle; the tables give medians of the repetitions. CPU per
+request is read from /proc for the server's process tree and from wrk's own rusage. Last, py-spy samples the
+service on the null model at 8 connections to say where a request's CPU goes, and how long each request holds
+the GIL (what bounds one process however many cores it has).
 
 Compare the figures only with each other: they come from one run on one machine.
 """
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,13 +157,26 @@ def measure(server: Server, body: Path, connections: int, seconds: float) -> dic
 
 
 def compare(
-    servers: list[Server], body: Path, connections: tuple[int, ...], seconds: float, reps: int
-) -> dict[str, dict[int, list[dict[str, float]]]]:
-    """Every server at every concurrency, ``reps`` times, interleaved; the order alternates between repetitions."""
+    servers: list[Server],
+    body: Path,
+    connections: tuple[int, ...],
+    seconds: float,
+    reps: int,
+    raw: Callable[[], dict[str, float]] | None = None,
+) -> tuple[dict[str, dict[int, list[dict[str, float]]]], list[dict[str, float]]]:
+    """Every server at every concurrency, ``reps`` times, interleaved; the order alternates between repetitions.
+
+    ``raw`` (raw ONNX Runtime, while the servers idle) runs once in every repetition too, so that the ratios to it
+    compare figures taken at the same time on a machine whose speed drifts.
+    """
     for server in servers:
         wrk(server.url, body, 8, 2)  # warm: connections, ONNX Runtime's arenas, the batch sizes 8 clients make
     runs: dict[str, dict[int, list[dict[str, float]]]] = {s.name: {c: [] for c in connections} for s in servers}
+    raw_runs: list[dict[str, float]] = []
     for rep in range(reps):
+        if raw is not None:
+            raw_runs.append(raw())
+            print(f"    rep {rep + 1} raw ONNX Runtime: {raw_runs[-1]}", flush=True)
         order = servers if rep % 2 == 0 else servers[::-1]
         for clients in connections:
             for server in order:
@@ -173,13 +187,17 @@ def compare(
                     f"p50 {figures['p50_ms']:6.1f} ms  non-2xx {figures['non_2xx']}",
                     flush=True,
                 )
-    return runs
+    return runs, raw_runs
 
 
 def raw_best(model: Path, seconds: float) -> dict[str, float]:
     """Raw ONNX Runtime images/s at batch 1 and 8, the better of threads spinning or not."""
     rows = raw_onnxruntime(model, photo_jpeg(), seconds)
-    return {f"batch {b}": max(r["images_per_s"] for r in rows if r["batch"] == b) for b in (1, 8)}
+    return {f"batch {b}": round(max(r["images_per_s"] for r in rows if r["batch"] == b), 2) for b in (1, 8)}
+
+
+def raw_medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
 def median_row(figures: list[dict[str, float]]) -> dict[str, float]:
@@ -236,10 +254,11 @@ def main() -> int:
                     started.append(servers.enter_context(workers))
                 if behind_nginx:
                     started.append(servers.enter_context(stack(model, scratch_dir / f"stack-{len(result)}")))
-                result[label] = compare(started, body, connections, args.seconds, args.reps)
-        print("raw ONNX Runtime …", flush=True)
-        raw = {label: raw_best(model, args.seconds) for label, (model, real) in models.items() if real}
-        result["raw_onnxruntime"] = raw
+                raw = (lambda m=model: raw_best(m, args.seconds / 2)) if behind_nginx else None
+                result[label], raw_runs = compare(started, body, connections, args.seconds, args.reps, raw)
+                if raw_runs:
+                    result.setdefault("raw_onnxruntime", {})[label] = raw_medians(raw_runs)
+                    result.setdefault("raw_onnxruntime_runs", {})[label] = raw_runs
         print("profiling the service on the null model at 8 connections …", flush=True)
         with service(null) as server:
             wrk(server.url, body, 8, 2)

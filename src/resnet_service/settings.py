@@ -123,7 +123,7 @@ class Settings(BaseSettings):
         "RESNET_QUEUE_WAIT_S + 16 / (images per second).",
     )
     queue_wait_s: float = Field(
-        0.5,
+        1.0,
         ge=0.0,
         le=60.0,
         description="How long a request that finds RESNET_MAX_QUEUE places taken waits for one (first come, first "

@@ -46,18 +46,21 @@ def test_a_flood_from_many_addresses_that_ignores_retry_after_cannot_starve_the_
 ) -> None:
     server = start_server(model_path, env={"RESNET_MAX_QUEUE": "4", "RESNET_MAX_BATCH_SIZE": "4"})
     try:
-        unloaded = run_load(server.url, JPEG, clients=4, seconds=6)
+        before = run_load(server.url, JPEG, clients=4, seconds=5)
         # Each client resends the moment any answer comes back, from eight addresses, as a retry loop without
         # back-off does: refusals must cost next to nothing and must not come back thousands of times a second.
         flood = run_load(server.url, JPEG, clients=64, seconds=12, honour_retry_after=False, sources=SOURCES)
+        after = run_load(server.url, JPEG, clients=4, seconds=5)
         assert flood.errors == [], flood.errors[:5]
         assert set(flood.statuses) <= {200, 503} and flood.statuses[503] > 0, flood.summary()
-        # A refused request waited RESNET_QUEUE_WAIT_S for a place first: 64 clients cannot cycle faster than that.
-        assert flood.statuses[503] / flood.seconds <= 64 * 1.5, flood.summary()
-        assert flood.goodput >= 0.8 * unloaded.goodput, (unloaded.summary(), flood.summary())
-        report_figure(f"unloaded (4 clients): {unloaded.summary()}")
+        # A refused request waited RESNET_QUEUE_WAIT_S (1 s) for a place first: 64 clients cannot cycle faster.
+        assert flood.statuses[503] / flood.seconds <= 64 * 1.2, flood.summary()
+        # A shared machine's speed drifts: the flood is held to the unloaded runs on either side of it.
+        unloaded = (before.goodput + after.goodput) / 2
+        assert flood.goodput >= 0.8 * unloaded, (before.summary(), flood.summary(), after.summary())
+        report_figure(f"unloaded (4 clients), before and after: {before.summary()}; {after.summary()}")
         report_figure(f"flood (64 clients ignoring Retry-After, 8 addresses, queue 4): {flood.summary()}")
-        report_figure(f"goodput under the flood = {flood.goodput / unloaded.goodput:.2f} × unloaded")
+        report_figure(f"goodput under the flood = {flood.goodput / unloaded:.2f} × unloaded")
     finally:
         stop_server(server)
 

@@ -25,7 +25,7 @@ def test_defaults_match_the_documented_ones() -> None:
     assert settings.max_image_pixels == 89_478_485
     assert settings.intra_op_threads == available_cpus()
     assert settings.max_queue == 16
-    assert settings.queue_wait_s == 0.5
+    assert settings.queue_wait_s == 1.0
     assert settings.workers == 1
     assert settings.request_timeout_s == 30.0
     assert settings.shutdown_grace_s == 25.0

@@ -53,7 +53,7 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
         "The model is still loading, or RESNET_MAX_QUEUE requests are already waiting and no place came free "
         "within RESNET_QUEUE_WAIT_S (retry after Retry-After).",
         "overloaded",
-        "16 requests are already waiting (the limit is 16) and no place came free within 0.5 s; retry shortly",
+        "16 requests are already waiting (the limit is 16) and no place came free within 1 s; retry shortly",
     ),
     504: _error(
         "The request was not answered within RESNET_REQUEST_TIMEOUT_S; its queued work was dropped.",
