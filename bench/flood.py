@@ -52,17 +52,21 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="seconds of flood per run (default: 30)")
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/flood.json")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="RESNET_X=V", help="a setting for the service (repeatable)"
+    )
+    parser.add_argument("--direct-only", action="store_true", help="flood uvicorn only, not nginx as well")
     args = parser.parse_args()
+    env = dict(item.split("=", 1) for item in args.env)
     image = photo_jpeg()
     rows = []
     with ExitStack() as servers:
         scratch = Path(servers.enter_context(tempfile.TemporaryDirectory()))
         body = scratch / "body.bin"
         body.write_bytes(multipart(image))
-        targets = [
-            servers.enter_context(service(args.model, name="uvicorn")),
-            servers.enter_context(stack(args.model, scratch / "stack")),
-        ]
+        targets = [servers.enter_context(service(args.model, env, name="uvicorn"))]
+        if not args.direct_only:
+            targets.append(servers.enter_context(stack(args.model, scratch / "stack", env)))
         for target in targets:
             floods = {
                 "one address (wrk)": lambda t=target: flood_from_one_address(t, body, args.clients, args.seconds),
@@ -79,7 +83,8 @@ def main() -> int:
                 row["goodput"], row["ratio"] = goodput, goodput / unloaded
                 rows.append(row)
                 print(f"{target.name}, {source}: {goodput:.1f}/s of 200 (unloaded {unloaded:.1f}/s)", flush=True)
-    print(f"\n=== flood: {args.clients} connections ignoring Retry-After, {args.seconds:.0f} s each")
+    shown = f", settings {env}" if env else ""
+    print(f"\n=== flood: {args.clients} connections ignoring Retry-After, {args.seconds:.0f} s each{shown}")
     print(f"  {'target':<26} {'from':<18} {'goodput':>8} {'unloaded':>9} {'ratio':>6} {'p99 all':>8}  errors  statuses")
     for row in rows:
         statuses = dict(sorted(row["statuses"].items()))

@@ -126,11 +126,11 @@ def service(model: Path, env: dict[str, str] | None = None, name: str = "resnet-
     return running(name, command, "/health/ready", port, env or {})
 
 
-def stack(model: Path, run_dir: Path) -> ExitStack:
+def stack(model: Path, run_dir: Path, env: dict[str, str] | None = None) -> ExitStack:
     api_port, nginx_port = free_port(), free_port()
     command = [sys.executable, "scripts/stack.py", "--run-dir", str(run_dir), "--model", str(model)]
     command += ["--api-port", str(api_port), "--nginx-port", str(nginx_port)]
-    return running("resnet-service via nginx", command, "/health/ready", nginx_port, {})
+    return running("resnet-service via nginx", command, "/health/ready", nginx_port, env or {})
 
 
 def wrk(url: str, body: Path, connections: int, seconds: float, script: str = "multipart.lua") -> dict[str, float]:
