@@ -18,6 +18,7 @@ from resnet_service import Settings, create_app
 from resnet_service.server import STARTUP_FAILURE, DrainingServer
 from tests.conftest import free_port, serve_command, server_env, start_server
 from tests.support.images import encode, photo
+from tests.support.load import upload_status
 
 JPEG = encode(photo("chelsea"), "JPEG", quality=90)
 
@@ -34,11 +35,6 @@ def test_sigterm_turns_readiness_503_at_once_while_requests_already_in_are_still
         assert client.post("/predict", files={"image": ("c.jpg", JPEG)}).status_code == 200
 
 
-def _upload(url: str) -> int:
-    with httpx.Client(timeout=60, trust_env=False) as http:
-        return http.post(f"{url}/predict", files={"image": ("c.jpg", JPEG)}).status_code
-
-
 def test_sigterm_drains_every_queued_upload_refuses_new_connections_and_exits_0(
     model_path: Path, tmp_path: Path, report_figure: Callable[[str], None]
 ) -> None:
@@ -46,7 +42,7 @@ def test_sigterm_drains_every_queued_upload_refuses_new_connections_and_exits_0(
     # One image per batch, so eight uploads queue up behind each other for a few hundred milliseconds.
     server = start_server(model_path, env={"RESNET_MAX_BATCH_SIZE": "1"}, log=log)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        uploads = [pool.submit(_upload, server.url) for _ in range(8)]
+        uploads = [pool.submit(upload_status, server.url, JPEG) for _ in range(8)]
         deadline = time.monotonic() + 10
         while (waiting := httpx.get(f"{server.url}/health", trust_env=False).json()["waiting"]) < 3:
             assert time.monotonic() < deadline, "the uploads never queued up"

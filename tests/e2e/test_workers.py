@@ -17,6 +17,7 @@ import pytest
 from resnet_service.workers import STARTUP_FAILURE
 from tests.conftest import free_port, serve_command, server_env, start_server, stop_server
 from tests.support.images import encode, photo
+from tests.support.load import upload_status
 
 JPEG = encode(photo("chelsea"), "JPEG", quality=90)
 WORKERS = {"RESNET_WORKERS": "2"}
@@ -74,17 +75,12 @@ def test_two_workers_share_the_port_and_metrics_add_up_whichever_worker_answers(
         stop_server(server)
 
 
-def _upload(url: str) -> int:
-    with httpx.Client(timeout=60, trust_env=False) as http:
-        return http.post(f"{url}/predict", files={"image": ("c.jpg", JPEG)}).status_code
-
-
 def test_sigterm_drains_every_worker_refuses_new_connections_and_exits_0(model_path: Path, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     server = start_server(model_path, env={**WORKERS, "RESNET_MAX_BATCH_SIZE": "1"}, log=log)
     workers = _workers(server.process.pid)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        uploads = [pool.submit(_upload, server.url) for _ in range(8)]
+        uploads = [pool.submit(upload_status, server.url, JPEG) for _ in range(8)]
         time.sleep(0.3)
         server.process.send_signal(signal.SIGTERM)
         time.sleep(1.0)

@@ -43,6 +43,12 @@ class LoadResult:
         )
 
 
+def upload_status(url: str, image: bytes) -> int:
+    """One POST /predict of ``image`` on a connection of its own; the answer's status."""
+    with httpx.Client(timeout=60, trust_env=False) as http:
+        return http.post(f"{url}/predict", files={"image": ("photo.jpg", image)}).status_code
+
+
 def upload_request(host: str, image: bytes) -> bytes:
     """The bytes of one HTTP/1.1 POST /predict carrying ``image`` as the multipart field ``image``."""
     built = httpx.Request("POST", f"http://{host}/predict", files={"image": ("photo.jpg", image)})
