@@ -25,18 +25,22 @@ def test_eight_times_more_clients_than_places_get_200_or_503_and_goodput_holds(
     # 4 waiting + a running batch of up to 4: the service holds 8 requests; 64 clients are 8× that.
     server = start_server(model_path, env={"RESNET_MAX_QUEUE": "4", "RESNET_MAX_BATCH_SIZE": "4"})
     try:
-        unloaded = run_load(server.url, JPEG, clients=4, seconds=6)
+        before = run_load(server.url, JPEG, clients=4, seconds=5)
         # The clients honour Retry-After, as the 503 asks: what is measured is the service under 8× overload,
         # not how fast one process can hammer it with refused requests.
         overloaded = run_load(server.url, JPEG, clients=64, seconds=12)
-        assert unloaded.errors == [] and set(unloaded.statuses) == {200}, unloaded.summary()
+        after = run_load(server.url, JPEG, clients=4, seconds=5)
+        for unloaded in (before, after):
+            assert unloaded.errors == [] and set(unloaded.statuses) == {200}, unloaded.summary()
         assert overloaded.errors == [], overloaded.errors[:5]
         assert set(overloaded.statuses) == {200, 503}, overloaded.summary()
-        assert overloaded.goodput >= 0.8 * unloaded.goodput, (unloaded.summary(), overloaded.summary())
+        # A shared machine's speed drifts: the overload is held to the unloaded runs on either side of it.
+        unloaded_goodput = (before.goodput + after.goodput) / 2
+        assert overloaded.goodput >= 0.8 * unloaded_goodput, (before.summary(), overloaded.summary(), after.summary())
         assert httpx.get(f"{server.url}/health/ready", trust_env=False).status_code == 200
-        report_figure(f"unloaded (4 clients): {unloaded.summary()}")
+        report_figure(f"unloaded (4 clients), before and after: {before.summary()}; {after.summary()}")
         report_figure(f"overloaded (64 clients, queue 4, batch 4): {overloaded.summary()}")
-        report_figure(f"goodput under overload = {overloaded.goodput / unloaded.goodput:.2f} × unloaded")
+        report_figure(f"goodput under overload = {overloaded.goodput / unloaded_goodput:.2f} × unloaded")
     finally:
         stop_server(server)
 
