@@ -1,12 +1,13 @@
 """RESNET_WORKERS > 1: full replicas of the service in worker processes sharing one listening socket.
 
-One Python process holds the GIL for about 2 ms of every request (HTTP, multipart, the event loop), so it tops
-out at a few hundred requests a second however many cores the machine has. Workers multiply that. Each is a
-whole service, with its own model session, batcher and queue, spawned by uvicorn's supervisor: the parent binds
-the socket, the kernel hands each new connection to whichever worker accepts it, and the supervisor replaces a
-worker that dies. Full replicas beat HTTP processes feeding one model process on CPU: batching gains little there
-(batch 8 runs about 1.2× batch 1's images/s), while a hop to another process would cost a copy of every tensor and
-a second queue; a model copy per worker is 100 MB (fp32) or 26 MB (INT8).
+One Python process holds the GIL for about 2 ms of every request (HTTP, multipart, the event loop, the Python
+around each decode), so it tops out at a few hundred requests a second however many cores the machine has.
+Workers multiply that. Each is a whole service, with its own model session, batcher and queue, spawned by
+uvicorn's supervisor: the parent binds the socket, the kernel hands each new connection to whichever worker
+accepts it, and the supervisor replaces a worker that dies. Full replicas beat HTTP processes feeding one model
+process on CPU: batching gains little there (batch 8 ran 1.1–1.2× batch 1's images/s), while a hop to another
+process would cost a copy of every tensor and a second queue; a model copy per worker is 100 MB (fp32) or 26 MB
+(INT8).
 
 The parent hands the workers its settings as RESNET_* variables (so ``--model`` and every default computed here
 reach them unchanged) and a fresh PROMETHEUS_MULTIPROC_DIR, through which ``/metrics`` adds up all the workers.
