@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -34,8 +33,8 @@ import httpx
 
 from bench.null_model import write_null_model
 from bench.profile import profile_service
-from bench.quick import BOUNDARY, free_port, multipart, photo_jpeg
-from bench.run import commit, cpu_info, raw_onnxruntime
+from bench.quick import free_port, multipart, photo_jpeg
+from bench.run import commit, cpu_info, raw_onnxruntime, wrk
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -131,21 +130,6 @@ def stack(model: Path, run_dir: Path, env: dict[str, str] | None = None) -> Exit
     command = [sys.executable, "scripts/stack.py", "--run-dir", str(run_dir), "--model", str(model)]
     command += ["--api-port", str(api_port), "--nginx-port", str(nginx_port)]
     return running("resnet-service via nginx", command, "/health/ready", nginx_port, env or {})
-
-
-def wrk(url: str, body: Path, connections: int, seconds: float, script: str = "multipart.lua") -> dict[str, float]:
-    env = {**os.environ, "BODY_FILE": str(body), "BOUNDARY": BOUNDARY}
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s"]
-    command += ["-s", str(ROOT / "bench" / script), f"{url}/predict"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
-    figures["seconds"] = figures["duration_us"] / 1e6
-    figures["requests_per_s"] = figures["requests"] / figures["seconds"]
-    load_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    figures["load_cpu_ms_per_request"] = 1000 * load_cpu / max(1, figures["requests"])
-    return figures
 
 
 def measure(server: Server, body: Path, connections: int, seconds: float) -> dict[str, float]:

@@ -19,6 +19,7 @@ import io
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -77,22 +78,24 @@ def cold_starts(model: Path, runs: int = 3) -> dict[str, float]:
     return {"cold_start_s_median": statistics.median(seconds), "cold_start_s": seconds, "rss_mb_ready": rss[-1]}
 
 
-def wrk(url: str, body_file: Path, clients: int, seconds: float) -> dict[str, float]:
+def wrk(url: str, body_file: Path, clients: int, seconds: float, script: str = "multipart.lua") -> dict[str, float]:
+    """wrk (one thread) POSTing ``body_file`` to ``url``/predict for ``seconds``, with ``script`` from bench/.
+
+    The figures are the script's JSON line, plus requests/s and wrk's own CPU per request (from its rusage), so a
+    benchmark can tell the load generator's share of a shared machine from the server's.
+    """
     env = {**os.environ, "BODY_FILE": str(body_file), "BOUNDARY": BOUNDARY}
-    command = [
-        "wrk",
-        "-t1",
-        f"-c{clients}",
-        f"-d{max(1, round(seconds))}s",
-        "--timeout",
-        "30s",
-        "-s",
-        str(ROOT / "bench/multipart.lua"),
-    ]
-    result = subprocess.run([*command, f"{url}/predict"], env=env, capture_output=True, text=True, check=True)
+    command = ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "30s"]
+    command += ["-s", str(ROOT / "bench" / script), f"{url}/predict"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    figures["images_per_s"] = figures["requests"] / (figures["duration_us"] / 1e6)
+    figures["seconds"] = figures["duration_us"] / 1e6
+    figures["requests_per_s"] = figures["images_per_s"] = figures["requests"] / figures["seconds"]
     figures["clients"] = clients
+    load_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    figures["load_cpu_ms_per_request"] = 1000 * load_cpu / max(1, figures["requests"])
     return figures
 
 
