@@ -13,7 +13,7 @@ import httpx
 from resnet_service import Settings
 from tests.conftest import start_server, stop_server, threaded_server
 from tests.support.images import encode, photo
-from tests.support.load import run_load, upload_request
+from tests.support.load import between_unloaded, run_load, upload_request
 
 JPEG = encode(photo("chelsea"), "JPEG", quality=90)
 SOURCES = tuple(f"127.0.0.{host}" for host in range(2, 10))
@@ -25,22 +25,20 @@ def test_eight_times_more_clients_than_places_get_200_or_503_and_goodput_holds(
     # 4 waiting + a running batch of up to 4: the service holds 8 requests; 64 clients are 8× that.
     server = start_server(model_path, env={"RESNET_MAX_QUEUE": "4", "RESNET_MAX_BATCH_SIZE": "4"})
     try:
-        before = run_load(server.url, JPEG, clients=4, seconds=5)
         # The clients honour Retry-After, as the 503 asks: what is measured is the service under 8× overload,
         # not how fast one process can hammer it with refused requests.
-        overloaded = run_load(server.url, JPEG, clients=64, seconds=12)
-        after = run_load(server.url, JPEG, clients=4, seconds=5)
-        for unloaded in (before, after):
+        loads = {"overloaded": lambda: run_load(server.url, JPEG, clients=64, seconds=12)}
+        run = between_unloaded(server.url, JPEG, loads)["overloaded"]
+        overloaded = run.load
+        for unloaded in (run.before, run.after):
             assert unloaded.errors == [] and set(unloaded.statuses) == {200}, unloaded.summary()
         assert overloaded.errors == [], overloaded.errors[:5]
         assert set(overloaded.statuses) == {200, 503}, overloaded.summary()
-        # A shared machine's speed drifts: the overload is held to the unloaded runs on either side of it.
-        unloaded_goodput = (before.goodput + after.goodput) / 2
-        assert overloaded.goodput >= 0.8 * unloaded_goodput, (before.summary(), overloaded.summary(), after.summary())
+        assert overloaded.goodput >= 0.8 * run.unloaded_goodput, run.summary()
         assert httpx.get(f"{server.url}/health/ready", trust_env=False).status_code == 200
-        report_figure(f"unloaded (4 clients), before and after: {before.summary()}; {after.summary()}")
+        report_figure(f"unloaded (4 clients), before and after: {run.before.summary()}; {run.after.summary()}")
         report_figure(f"overloaded (64 clients, queue 4, batch 4): {overloaded.summary()}")
-        report_figure(f"goodput under overload = {overloaded.goodput / unloaded_goodput:.2f} × unloaded")
+        report_figure(f"goodput under overload = {run.ratio:.2f} × unloaded")
     finally:
         stop_server(server)
 
@@ -50,21 +48,23 @@ def test_a_flood_from_many_addresses_that_ignores_retry_after_cannot_starve_the_
 ) -> None:
     server = start_server(model_path, env={"RESNET_MAX_QUEUE": "4", "RESNET_MAX_BATCH_SIZE": "4"})
     try:
-        before = run_load(server.url, JPEG, clients=4, seconds=5)
         # Each client resends the moment any answer comes back, from eight addresses, as a retry loop without
         # back-off does: refusals must cost next to nothing and must not come back thousands of times a second.
-        flood = run_load(server.url, JPEG, clients=64, seconds=12, honour_retry_after=False, sources=SOURCES)
-        after = run_load(server.url, JPEG, clients=4, seconds=5)
+        loads = {
+            "flood": lambda: run_load(
+                server.url, JPEG, clients=64, seconds=12, honour_retry_after=False, sources=SOURCES
+            )
+        }
+        run = between_unloaded(server.url, JPEG, loads)["flood"]
+        flood = run.load
         assert flood.errors == [], flood.errors[:5]
         assert set(flood.statuses) <= {200, 503} and flood.statuses[503] > 0, flood.summary()
         # A refused request waited RESNET_QUEUE_WAIT_S (1 s) for a place first: 64 clients cannot cycle faster.
         assert flood.statuses[503] / flood.seconds <= 64 * 1.2, flood.summary()
-        # A shared machine's speed drifts: the flood is held to the unloaded runs on either side of it.
-        unloaded = (before.goodput + after.goodput) / 2
-        assert flood.goodput >= 0.8 * unloaded, (before.summary(), flood.summary(), after.summary())
-        report_figure(f"unloaded (4 clients), before and after: {before.summary()}; {after.summary()}")
+        assert flood.goodput >= 0.8 * run.unloaded_goodput, run.summary()
+        report_figure(f"unloaded (4 clients), before and after: {run.before.summary()}; {run.after.summary()}")
         report_figure(f"flood (64 clients ignoring Retry-After, 8 addresses, queue 4): {flood.summary()}")
-        report_figure(f"goodput under the flood = {flood.goodput / unloaded:.2f} × unloaded")
+        report_figure(f"goodput under the flood = {run.ratio:.2f} × unloaded")
     finally:
         stop_server(server)
 

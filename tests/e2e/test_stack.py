@@ -21,7 +21,7 @@ import tritonclient.http as triton
 from tests.conftest import ROOT, free_port
 from tests.support.errors import assert_error
 from tests.support.images import encode, photo
-from tests.support.load import run_load
+from tests.support.load import between_unloaded, run_load
 from tests.support.raw_http import headers_only_upload
 
 pytestmark = pytest.mark.stack
@@ -180,22 +180,20 @@ def test_a_flood_through_nginx_that_ignores_retry_after_cannot_starve_the_model(
 ) -> None:
     flooded = start_stack(model_path, tmp_path, env={"RESNET_MAX_QUEUE": "4", "RESNET_MAX_BATCH_SIZE": "4"})
     try:
-        unloaded = [run_load(flooded.url, JPEG, clients=4, seconds=5)]
-        floods = {}
-        for source, sources in (("one address", ()), ("8 addresses", FLOOD_SOURCES)):
-            floods[source] = run_load(
+        floods = {
+            source: lambda sources=sources: run_load(
                 flooded.url, JPEG, clients=64, seconds=10, honour_retry_after=False, sources=sources
             )
-            unloaded.append(run_load(flooded.url, JPEG, clients=4, seconds=5))
-        for (source, flood), before, after in zip(floods.items(), unloaded, unloaded[1:], strict=False):
+            for source, sources in (("one address", ()), ("8 addresses", FLOOD_SOURCES))
+        }
+        for source, run in between_unloaded(flooded.url, JPEG, floods).items():
+            flood = run.load
             assert flood.errors == [], (source, flood.errors[:5])
             # nginx delays a client over its rate rather than refusing it, so the API's own 503s are what is left.
             assert set(flood.statuses) <= {200, 429, 503}, (source, flood.summary())
-            # A shared machine's speed drifts: each flood is held to the unloaded runs on either side of it.
-            reference = (before.goodput + after.goodput) / 2
-            assert flood.goodput >= 0.8 * reference, (source, before.summary(), flood.summary(), after.summary())
+            assert flood.goodput >= 0.8 * run.unloaded_goodput, (source, run.summary())
             report_figure(f"flood through nginx from {source} (64 clients ignoring Retry-After): {flood.summary()}")
-            report_figure(f"goodput under the flood from {source} = {flood.goodput / reference:.2f} × unloaded")
+            report_figure(f"goodput under the flood from {source} = {run.ratio:.2f} × unloaded")
     finally:
         stop_stack(flooded)
 

@@ -11,7 +11,7 @@ import asyncio
 import random
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -119,3 +119,41 @@ def run_load(
 ) -> LoadResult:
     """``clients`` connections for ``seconds``; with ``sources``, client i connects from ``sources[i % len]``."""
     return asyncio.run(_run(url, image, clients, seconds, honour_retry_after, sources))
+
+
+@dataclass
+class Bracketed:
+    """A load and the unloaded runs just before and just after it.
+
+    A shared machine's speed drifts by more than the effects measured here, so a load is held to the mean of the
+    unloaded runs on either side of it, never to one run taken a minute earlier.
+    """
+
+    load: LoadResult
+    before: LoadResult
+    after: LoadResult
+
+    @property
+    def unloaded_goodput(self) -> float:
+        return (self.before.goodput + self.after.goodput) / 2
+
+    @property
+    def ratio(self) -> float:
+        return self.load.goodput / self.unloaded_goodput
+
+    def summary(self) -> str:
+        return f"before: {self.before.summary()}; load: {self.load.summary()}; after: {self.after.summary()}"
+
+
+def between_unloaded(
+    url: str, image: bytes, loads: dict[str, Callable[[], LoadResult]], clients: int = 4, seconds: float = 5.0
+) -> dict[str, Bracketed]:
+    """Each of ``loads`` in turn, with an unloaded run (``clients`` polite clients) before, between and after them."""
+    before = run_load(url, image, clients, seconds)
+    bracketed = {}
+    for name, load in loads.items():
+        figures = load()
+        after = run_load(url, image, clients, seconds)
+        bracketed[name] = Bracketed(figures, before, after)
+        before = after
+    return bracketed
