@@ -90,9 +90,12 @@ def wait_until(url: str, process: subprocess.Popen[bytes], timeout: float = 120.
 
 
 @contextmanager
-def running(name: str, command: list[str], ready_path: str, port: int, env: dict[str, str]) -> Iterator[Server]:
+def running(
+    name: str, command: list[str], ready_path: str, port: int, env: dict[str, str], log_path: Path | None = None
+) -> Iterator[Server]:
+    """The server's output goes to ``log_path`` when given (to read its access log), else to a scratch file."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RESNET_")}
-    log = tempfile.TemporaryFile()
+    log = log_path.open("wb") if log_path is not None else tempfile.TemporaryFile()
     process = subprocess.Popen(command, env={**clean, **env}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -119,10 +122,12 @@ def baseline(model: Path) -> ExitStack:
     return running("plain FastAPI", command, "/openapi.json", port, {"RESNET_BASELINE_MODEL": str(model)})
 
 
-def service(model: Path, env: dict[str, str] | None = None, name: str = "resnet-service") -> ExitStack:
+def service(
+    model: Path, env: dict[str, str] | None = None, name: str = "resnet-service", log_path: Path | None = None
+) -> ExitStack:
     port = free_port()
     command = [sys.executable, "-m", "resnet_service.cli", "serve", "--port", str(port), "--model", str(model)]
-    return running(name, command, "/health/ready", port, env or {})
+    return running(name, command, "/health/ready", port, env or {}, log_path)
 
 
 def stack(model: Path, run_dir: Path, env: dict[str, str] | None = None) -> ExitStack:

@@ -60,6 +60,9 @@ class KerasReference:
     inputs: dict[str, np.ndarray]
     probabilities: dict[str, np.ndarray]
     top5: dict[str, list[tuple[str, float]]]
+    # The same Keras model exported with --precision fp16, and that export's report.
+    fp16_model_path: Path
+    fp16_report: dict[str, object]
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +93,8 @@ def keras_reference(tmp_path_factory: pytest.TempPathFactory) -> KerasReference:
             name: [(label, p) for label, p in pairs]
             for name, pairs in json.loads((out / "keras_top5.json").read_text()).items()
         },
+        fp16_model_path=out / "resnet50.fp16.onnx",
+        fp16_report=json.loads((out / "report.fp16.json").read_text()),
     )
 
 

@@ -15,7 +15,7 @@ from resnet_service.auth import UNAUTHORIZED_RESPONSE, api_key_guard
 from resnet_service.batcher import DynamicBatcher
 from resnet_service.decode_gate import DecodeGate
 from resnet_service.docs import install_docs
-from resnet_service.engine import CPU, Engine
+from resnet_service.engine import CPU, CudaOptions, Engine
 from resnet_service.errors import StartupError, install_error_handlers
 from resnet_service.labels import Labels
 from resnet_service.metrics import Metrics
@@ -49,6 +49,9 @@ def _lifespan(settings: Settings):  # noqa: ANN202 - FastAPI's lifespan type is 
                 intra_op_threads=settings.intra_op_threads,
                 inference_threads=settings.inference_threads,
                 spinning=settings.intra_op_spinning,
+                batch_sizes=settings.batch_sizes,
+                max_batch_size=settings.max_batch_size,
+                cuda=CudaOptions(settings.cuda_conv_algo_search, settings.cuda_graphs, settings.cuda_prefer_nhwc),
             )
         except StartupError as exc:
             # One plain line that names the file and the fix, above the traceback uvicorn prints.

@@ -28,7 +28,8 @@ __all__ = ["DynamicBatcher", "BatchSizeMismatch", "QueueFull", "Slot"]
 
 logger = logging.getLogger(__name__)
 
-RunBatch = Callable[[np.ndarray], Awaitable[np.ndarray]]
+# Takes the batch's (1, ...) rows, unstacked: stacking 32 images is a 19 MB copy, better made off the event loop.
+RunBatch = Callable[[list[np.ndarray]], Awaitable[np.ndarray]]
 # Told each batch's size and how long the model took on it, for the batch-size and inference metrics.
 ObserveBatch = Callable[[int, float], None]
 
@@ -234,7 +235,7 @@ class DynamicBatcher:
             started = time.perf_counter()
             try:
                 self.rows_run += len(batch)
-                outputs = await self._run_batch(np.concatenate([request.inputs for request in batch]))
+                outputs = await self._run_batch([request.inputs for request in batch])
                 if len(outputs) != len(batch):
                     raise BatchSizeMismatch(f"the model returned {len(outputs)} rows for a batch of {len(batch)}")
             except asyncio.CancelledError:

@@ -6,34 +6,54 @@ import asyncio
 import functools
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
 
+from resnet_service.batch_sizes import EVERY, POWERS_OF_TWO, model_batch_sizes, padded_size, stack_padded
 from resnet_service.decode_gate import DecodeGate
+from resnet_service.device_runner import DeviceRunner
 from resnet_service.errors import InferenceFailed, StartupError
 
-__all__ = ["Engine", "choose_providers", "check_provider"]
+__all__ = ["CudaOptions", "Engine", "choose_providers", "check_provider"]
 
 logger = logging.getLogger(__name__)
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 Device = Literal["auto", "cpu", "cuda"]
+ConvSearch = Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"]
 
 
-def choose_providers(device: Device, available: Sequence[str]) -> list[str]:
-    """The providers to ask ONNX Runtime for, best first."""
+@dataclass(frozen=True)
+class CudaOptions:
+    """How the model runs when it runs on a GPU; ignored on a CPU."""
+
+    conv_algo_search: ConvSearch = "HEURISTIC"
+    graphs: bool = True
+    prefer_nhwc: bool = True
+
+    def provider_options(self) -> dict[str, str]:
+        return {
+            "cudnn_conv_algo_search": self.conv_algo_search,
+            "enable_cuda_graph": "1" if self.graphs else "0",
+            "prefer_nhwc": "1" if self.prefer_nhwc else "0",
+        }
+
+
+def choose_providers(device: Device, available: Sequence[str], cuda: CudaOptions | None = None) -> list[Any]:
+    """The providers to ask ONNX Runtime for, best first, CUDA with its options."""
     if device == "cpu":
         return [CPU]
     if CUDA in available:
-        return [CUDA, CPU]
+        return [(CUDA, (cuda or CudaOptions()).provider_options()), CPU]
     if device == "cuda":
         raise StartupError(
             "RESNET_DEVICE=cuda, but this onnxruntime has no CUDA provider "
@@ -54,12 +74,36 @@ def check_provider(device: Device, in_use: Sequence[str]) -> str:
     return provider
 
 
+def _load_cuda_libraries() -> None:
+    # onnxruntime-gpu finds CUDA and cuDNN installed as pip's nvidia-* packages (as PyTorch has them) only when
+    # they are loaded first; libraries on the system's library path are found either way.
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        preload()
+
+
+def _session(path: Path, options: ort.SessionOptions, providers: list[Any]) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:
+        raise StartupError(
+            f"model file {path} could not be loaded ({exc}): re-export it with `make model` or `resnet-service export`"
+        ) from exc
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _resolve_sizes(spec: str | Sequence[int], max_batch_size: int, provider: str) -> tuple[int, ...]:
+    if spec == "auto":
+        # A GPU pays for every new shape; a CPU pays for every padded row (see batch_sizes).
+        spec = POWERS_OF_TWO if provider == CUDA else EVERY
+    return model_batch_sizes(spec, max_batch_size)
 
 
 @dataclass
@@ -73,32 +117,51 @@ class Engine:
     input_shape: list[int | str]
     output_name: str
     metadata: dict[str, str]
+    # The batch sizes the model runs at; a batch is padded up to the next one.
+    batch_sizes: tuple[int, ...]
     _executor: ThreadPoolExecutor = field(repr=False)
+    # On a GPU: fixed device buffers per batch size (and CUDA graphs when enabled) instead of session.run.
+    runner: DeviceRunner | None = field(default=None, repr=False)
     # Told when a run starts and ends, so decoding gives way to the model while it runs on the CPU.
     gate: DecodeGate | None = field(default=None, repr=False)
+    # Seconds the last warm_up() took: the cold start that running every batch size once adds.
+    warm_up_s: float = 0.0
 
     @classmethod
     def load(
-        cls, path: Path, device: Device, intra_op_threads: int, inference_threads: int, spinning: bool = True
+        cls,
+        path: Path,
+        device: Device,
+        intra_op_threads: int,
+        inference_threads: int,
+        spinning: bool = True,
+        batch_sizes: str | Sequence[int] = "auto",
+        max_batch_size: int = 8,
+        cuda: CudaOptions | None = None,
     ) -> Engine:
         if not path.is_file():
             raise StartupError(
                 f"model file {path} not found: run `make model` (or `resnet-service export --weights random "
                 f"--output {path}`), or point RESNET_MODEL_PATH at an exported ResNet-50 ONNX file"
             )
+        cuda = cuda or CudaOptions()
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        providers = choose_providers(device, ort.get_available_providers())
+        available = ort.get_available_providers()
+        if choose_providers(device, available)[0] != CPU:
+            _load_cuda_libraries()
         try:
-            session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-        except Exception as exc:
-            raise StartupError(
-                f"model file {path} could not be loaded ({exc}): re-export it with `make model` "
-                "or `resnet-service export`"
-            ) from exc
+            session = _session(path, options, choose_providers(device, available, cuda))
+        except StartupError as exc:
+            if not cuda.graphs:
+                raise
+            # A model with nodes ONNX Runtime places on the CPU cannot be captured as a CUDA graph.
+            cuda = replace(cuda, graphs=False)
+            session = _session(path, options, choose_providers(device, available, cuda))
+            logger.warning("CUDA graphs are not possible for %s (%s); running one session per batch size", path, exc)
         provider = check_provider(device, session.get_providers())
         (model_input,) = session.get_inputs()
         (model_output,) = session.get_outputs()
@@ -107,6 +170,14 @@ class Engine:
                 f"model file {path} takes {model_input.shape}, not [N, 224, 224, 3]: export it with "
                 "scripts/export_onnx.py"
             )
+        sizes = _resolve_sizes(batch_sizes, max_batch_size, provider)
+        runner = None
+        if provider == CUDA:
+            sessions = dict.fromkeys(sizes, session)
+            if not cuda.graphs:
+                providers = choose_providers(device, available, cuda)
+                sessions.update({size: _session(path, options, providers) for size in sizes[:-1]})
+            runner = DeviceRunner(sessions, "cuda", cuda.graphs)
         executor = ThreadPoolExecutor(max_workers=inference_threads, thread_name_prefix="inference")
         engine = cls(
             session=session,
@@ -116,9 +187,17 @@ class Engine:
             input_shape=list(model_input.shape),
             output_name=model_output.name,
             metadata=dict(sorted(session.get_modelmeta().custom_metadata_map.items())),
+            batch_sizes=sizes,
             _executor=executor,
+            runner=runner,
         )
-        logger.info("loaded %s on %s with %d intra-op threads", path, provider, intra_op_threads)
+        logger.info(
+            "loaded %s on %s with %d intra-op threads; batch sizes %s",
+            path,
+            provider,
+            intra_op_threads,
+            ",".join(map(str, sizes)),
+        )
         return engine
 
     @functools.cached_property
@@ -135,23 +214,54 @@ class Engine:
     def random_weights(self) -> bool:
         return self.metadata.get("random_weights", "false") == "true"
 
-    def run_sync(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 224, 224, 3) float32 → (N, 1000) probabilities, in the calling thread."""
+    def _run_rows(self, rows: Sequence[np.ndarray]) -> np.ndarray:
+        if self.runner is not None:
+            return self.runner.run(rows)
+        size = padded_size(len(rows), self.batch_sizes)
+        batch = rows[0] if size == 1 else stack_padded(rows, size)
+        (probabilities,) = self.session.run([self.output_name], {self.input_name: batch})
+        return probabilities[: len(rows)]
+
+    def run_sync(self, rows: Sequence[np.ndarray]) -> np.ndarray:
+        """(1, 224, 224, 3) float32 rows → their (len(rows), 1000) probabilities, in the calling thread."""
         try:
             with self.gate.model_running() if self.gate is not None else nullcontext():
-                (probabilities,) = self.session.run([self.output_name], {self.input_name: batch})
+                return self._run_rows(rows)
         except Exception as exc:
             raise InferenceFailed(f"the model failed to run: {exc}") from exc
-        return probabilities
 
-    async def run(self, batch: np.ndarray) -> np.ndarray:
-        """Run the model in the inference pool; session.run releases the GIL, so the loop keeps serving."""
+    async def run(self, rows: Sequence[np.ndarray]) -> np.ndarray:
+        """Run the model in the inference pool; session.run releases the GIL, so the loop keeps serving.
+
+        The rows are stacked into one batch in the pool's thread too, not on the event loop.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.run_sync, batch)
+        return await loop.run_in_executor(self._executor, self.run_sync, rows)
 
     async def warm_up(self) -> None:
-        # The first run allocates ONNX Runtime's arenas and picks kernels; pay that before reporting ready.
-        await self.run(np.zeros((1, 224, 224, 3), dtype=np.float32))
+        """Pay for first runs before reporting ready, so that no request does.
+
+        The first run allocates ONNX Runtime's memory. On a GPU, the first run of each shape also searches cuDNN's
+        convolution algorithms (and, with CUDA graphs, the runs after it capture the graph), so every model batch
+        size runs. On a CPU a new shape costs nothing extra (measured: first and later runs of sizes 2 to 8 within
+        5% of each other), so one run of the smallest does.
+        """
+        started = time.perf_counter()
+        row = np.zeros((1, 224, 224, 3), dtype=np.float32)
+        sizes = self.batch_sizes if self.runner is not None else self.batch_sizes[:1]
+        graphs = self.runner is not None and self.runner.cuda_graphs
+        # ONNX Runtime runs a graph's size normally before capturing it; a captured graph's first replay also
+        # costs more than the next (measured: one replay of 176 ms), so with graphs every size replays once more.
+        for size in sizes:
+            for _ in range(3 if graphs else 1):
+                await self.run([row] * size)
+        if graphs:
+            for size in reversed(sizes):
+                await self.run([row] * size)
+        self.warm_up_s = time.perf_counter() - started
+        logger.info("warmed up batch sizes %s in %.2f s", ",".join(map(str, sizes)), self.warm_up_s)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        if self.runner is not None:
+            self.runner.close()

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -40,6 +40,7 @@ EXIT_WEIGHTS_UNAVAILABLE = 3
 EXIT_MISSING_EXTRA = 4
 
 Progress = Callable[[str], None]
+Precision = Literal["fp32", "fp16"]
 
 
 class WeightsUnavailable(Exception):
@@ -62,6 +63,7 @@ class ExportReport:
     random_tensors: int
     seconds: float
     sha256: str
+    precision: str = "fp32"
 
 
 def _versions() -> dict[str, str]:
@@ -192,10 +194,9 @@ def _convert(model: keras.Model, opset: int) -> Any:
     return proto
 
 
-def _parity(model: keras.Model, proto: Any, inputs: np.ndarray) -> tuple[float, bool]:
+def _parity(expected: np.ndarray, proto: Any, inputs: np.ndarray) -> tuple[float, bool]:
     import onnxruntime as ort
 
-    expected = model.predict(inputs, verbose=0)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     (actual,) = session.run([OUTPUT_NAME], {INPUT_NAME: inputs})
     max_abs_diff = float(np.abs(actual - expected).max())
@@ -203,8 +204,38 @@ def _parity(model: keras.Model, proto: Any, inputs: np.ndarray) -> tuple[float, 
     return max_abs_diff, top5_match
 
 
+def _half(proto: Any, inputs: np.ndarray, expected: np.ndarray, reference: str, progress: Progress) -> Any:
+    """``proto`` in fp16, after checking it against ``expected``; ``ParityFailed`` if it is broken."""
+    from resnet_service.fp16 import FP16_MAX_ABS_DIFF, to_fp16
+
+    progress(f"converting to fp16 and comparing with {reference} on {len(inputs)} inputs")
+    half, report = to_fp16(proto, inputs, expected, reference)
+    progress(
+        f"fp16 vs {reference}: max |Δ probability| = {report.max_abs_diff:.3g} (limit {FP16_MAX_ABS_DIFF:g}), "
+        f"top-5 identical: {report.top5_match}, top-1 agreement {report.top1_agreement:.0%}"
+    )
+    if report.max_abs_diff > FP16_MAX_ABS_DIFF:
+        raise ParityFailed(f"the fp16 model differs from {reference} by {report.max_abs_diff:.3g}")
+    return half
+
+
+def _write(proto: Any, output: Path) -> None:
+    import onnx
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_suffix(output.suffix + ".partial")
+    onnx.save(proto, partial)
+    os.replace(partial, output)  # a crash mid-write never leaves a file that looks finished
+
+
 def convert_and_verify(
-    model: keras.Model, weights: str, output: Path, opset: int, seed: int, progress: Progress
+    model: keras.Model,
+    weights: str,
+    output: Path,
+    opset: int,
+    seed: int,
+    progress: Progress,
+    precision: Precision = "fp32",
 ) -> ExportReport:
     """Convert, check ONNX Runtime against Keras on photos and random tensors, then write the file."""
     import onnx
@@ -214,7 +245,9 @@ def convert_and_verify(
     proto = _convert(model, opset)
     photos, tensors = skimage_photos(VERIFICATION_PHOTOS), random_tensors(seed + 1)
     progress(f"verifying ONNX Runtime against Keras on {len(photos)} photos and {len(tensors)} random tensors")
-    max_abs_diff, top5_match = _parity(model, proto, np.concatenate([photos, tensors]))
+    inputs = np.concatenate([photos, tensors])
+    expected = model.predict(inputs, verbose=0)
+    max_abs_diff, top5_match = _parity(expected, proto, inputs)
     progress(
         f"parity: max |Δ probability| = {max_abs_diff:.3g} (limit {MAX_ABS_DIFF:g}), top-5 identical: {top5_match}"
     )
@@ -233,10 +266,9 @@ def convert_and_verify(
         **_versions(),
     }
     onnx.helper.set_model_props(proto, provenance)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_suffix(output.suffix + ".partial")
-    onnx.save(proto, partial)
-    os.replace(partial, output)  # a crash mid-write never leaves a file that looks finished
+    if precision == "fp16":
+        proto = _half(proto, inputs, expected, "Keras fp32", progress)
+    _write(proto, output)
     return ExportReport(
         output=str(output),
         weights=weights,
@@ -248,12 +280,28 @@ def convert_and_verify(
         random_tensors=len(tensors),
         seconds=time.monotonic() - started,
         sha256=_sha256(output),
+        precision=precision,
     )
 
 
-def export_model(weights: str, output: Path, opset: int, seed: int, progress: Progress) -> ExportReport:
+def export_model(
+    weights: str, output: Path, opset: int, seed: int, progress: Progress, precision: Precision = "fp32"
+) -> ExportReport:
     model, provenance = load_keras_model(weights, seed, progress)
-    return convert_and_verify(model, provenance, output, opset, seed, progress)
+    return convert_and_verify(model, provenance, output, opset, seed, progress, precision)
+
+
+def half_from_onnx(fp32: Path, output: Path, seed: int, progress: Progress) -> None:
+    """An fp16 copy of an exported fp32 file, compared with it on the verification photos (no TensorFlow)."""
+    import onnx
+    import onnxruntime as ort
+
+    proto = onnx.load(str(fp32))
+    inputs = np.concatenate([skimage_photos(VERIFICATION_PHOTOS), random_tensors(seed + 1)])
+    session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+    (expected,) = session.run([OUTPUT_NAME], {session.get_inputs()[0].name: inputs})
+    _write(_half(proto, inputs, expected, f"fp32 {fp32.name}", progress), output)
+    progress(f"wrote {output}")
 
 
 def _progress_printer() -> Progress:
@@ -279,11 +327,21 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, default=Path("models/resnet50.onnx"), help="the .onnx file to write")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
     parser.add_argument("--seed", type=int, default=0, help="seed for random weights and test tensors (default: 0)")
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "fp16"],
+        default="fp32",
+        help="fp16: half-precision weights and arithmetic for GPUs, float32 input and output kept; its difference "
+        "from fp32 is printed and recorded in the file (default: fp32)",
+    )
     parser.add_argument("--quantize", choices=["int8"], help="also write a static INT8 QDQ model")
     parser.add_argument("--calibration-dir", type=Path, help="real photos to calibrate INT8 on (needed by --quantize)")
     parser.add_argument("--int8-output", type=Path, help="the INT8 file (default: OUTPUT with .int8.onnx)")
     parser.add_argument(
-        "--from-onnx", type=Path, help="quantize this existing fp32 ONNX file instead of exporting (no TensorFlow)"
+        "--from-onnx",
+        type=Path,
+        help="start from this exported fp32 ONNX file instead of Keras (no TensorFlow): with --quantize int8, or "
+        "with --precision fp16 to write an fp16 copy of it to --output",
     )
     return parser
 
@@ -313,15 +371,26 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quantize and not args.calibration_dir:
         parser.error("--quantize int8 needs --calibration-dir DIR of real photos")
-    if args.from_onnx and not args.quantize:
-        parser.error("--from-onnx is for --quantize int8")
+    if args.from_onnx and not (args.quantize or args.precision == "fp16"):
+        parser.error("--from-onnx is for --quantize int8 or --precision fp16")
+    if args.quantize and args.precision == "fp16":
+        parser.error("--quantize int8 starts from an fp32 model: leave out --precision fp16")
     progress = _progress_printer()
+    if args.from_onnx and args.precision == "fp16":
+        if args.from_onnx.resolve() == args.output.resolve():
+            parser.error("--output must name a new file, not the --from-onnx one")
+        try:
+            half_from_onnx(args.from_onnx, args.output, args.seed, progress)
+        except ParityFailed as exc:
+            print(f"error: {exc}; {args.output} was not written", file=sys.stderr)
+            return EXIT_PARITY_FAILED
+        return 0
     if args.from_onnx:
         return _quantize(args, args.from_onnx, progress)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides the progress
     try:
         progress("importing TensorFlow and tf2onnx")
-        report = export_model(args.weights, args.output, args.opset, args.seed, progress)
+        report = export_model(args.weights, args.output, args.opset, args.seed, progress, args.precision)
     except ImportError as exc:
         print(f"the export needs the export extra: pip install 'resnet-service[export]' ({exc})", file=sys.stderr)
         return EXIT_MISSING_EXTRA

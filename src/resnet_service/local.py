@@ -8,7 +8,7 @@ from typing import TextIO
 
 import numpy as np
 
-from resnet_service.engine import Engine
+from resnet_service.engine import CudaOptions, Engine
 from resnet_service.errors import InvalidImage, ServiceError, StartupError
 from resnet_service.labels import Labels
 from resnet_service.preprocessing import preprocess
@@ -38,6 +38,10 @@ def classify_files(paths: list[Path], settings: Settings, out: TextIO, err: Text
             intra_op_threads=settings.intra_op_threads,
             inference_threads=1,
             spinning=False,
+            # One file at a time: one batch size, so a GPU prepares one shape.
+            batch_sizes=(1,),
+            max_batch_size=1,
+            cuda=CudaOptions(settings.cuda_conv_algo_search, settings.cuda_graphs, settings.cuda_prefer_nhwc),
         )
     except StartupError as exc:
         print(f"resnet-service predict: {exc}", file=err)
@@ -49,7 +53,7 @@ def classify_files(paths: list[Path], settings: Settings, out: TextIO, err: Text
     try:
         for path in paths:
             try:
-                probabilities = engine.run_sync(_tensor(path, settings))[0]
+                probabilities = engine.run_sync([_tensor(path, settings)])[0]
             except ServiceError as exc:
                 failed = True
                 answer: PredictResponse | ErrorResponse = ErrorResponse(

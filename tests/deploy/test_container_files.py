@@ -15,6 +15,7 @@ import yaml
 
 from tests.conftest import ROOT
 
+GPU_ENV = ROOT / "deploy/k8s/gpu/gpu.env"
 COMPOSE = ROOT / "docker-compose.yml"
 TEMPLATE_VARIABLES = {"RESNET_UPSTREAM", "NGINX_PORT", "CLIENT_MAX_BODY_SIZE", "NGINX_RATE_LIMIT", "NGINX_RATE_BURST"}
 
@@ -39,8 +40,9 @@ def test_dockerfile_runtime_is_slim_non_root_and_health_checked() -> None:
     assert "pip install . " in runtime and "[export]" not in runtime and "tensorflow" not in runtime.lower()
     assert "USER 10001" in runtime and "/health/ready" in runtime and "--reload" not in text
     gpu = text.split(" AS gpu")[1]
-    assert "nvidia/cuda" in text.split(" AS gpu")[0].splitlines()[-1]
-    assert "onnxruntime-gpu" in gpu and "RESNET_DEVICE=cuda" in gpu and "USER 10001" in gpu
+    # The GPU build measured: onnxruntime-gpu 1.31.1 with CUDA and cuDNN from its pip extras.
+    assert "'onnxruntime-gpu==1.31.1'" in gpu and "pip install '.[gpu]'" in gpu and "USER 10001" in gpu
+    assert "NVIDIA_VISIBLE_DEVICES=all" in gpu and "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in gpu
     assert "ARG MODEL_WEIGHTS=imagenet" in text
     assert text.rstrip().endswith("FROM runtime")
 
@@ -73,6 +75,7 @@ def test_compose_topology_matches_the_native_stack() -> None:
     assert "./deploy/nginx.conf:/etc/nginx/templates/default.conf.template:ro" in services["nginx"]["volumes"]
     gpu = services["api-gpu"]
     assert gpu["profiles"] == ["gpu"] and gpu["build"]["target"] == "gpu"
+    assert gpu["env_file"] == "deploy/k8s/gpu/gpu.env"
     device = gpu["deploy"]["resources"]["reservations"]["devices"][0]
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
 
@@ -127,3 +130,12 @@ def test_user_workflow_builds_starts_posts_a_photo_through_nginx_and_tears_down(
     assert "-F image=@tests/data/cat.jpg http://localhost/predict" in commands
     assert "docker compose down" in commands
     assert (ROOT / "tests/data/cat.jpg").stat().st_size > 10_000
+
+
+def test_the_gpu_image_compose_and_kubernetes_use_the_same_gpu_settings() -> None:
+    shared = dict(line.split("=", 1) for line in GPU_ENV.read_text().split())
+    assert shared["RESNET_DEVICE"] == "cuda"
+    stage = (ROOT / "Dockerfile").read_text().split(" AS gpu")[1].split("\nRUN ")[0]
+    in_image = dict(re.findall(r"(RESNET_[A-Z_]+)=(\S+)", stage))
+    assert in_image.pop("RESNET_MODEL_PATH") == "/models/resnet50.onnx"
+    assert in_image == shared

@@ -87,3 +87,51 @@ def test_service_targets_the_pods_http_port() -> None:
 def test_readme_explains_scaling_out() -> None:
     readme = (Path(ROOT) / "README.md").read_text()
     assert "HorizontalPodAutoscaler" in readme and "--scale api=" in readme
+
+
+GPU = BASE / "gpu"
+
+
+def _merged(base: object, patch: object) -> object:
+    """A strategic merge as kustomize makes one for these patches: maps merge, containers merge by name."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        return {key: _merged(base[key], value) if key in base else value for key, value in patch.items()} | {
+            key: value for key, value in base.items() if key not in patch
+        }
+    if isinstance(base, list) and isinstance(patch, list) and all(isinstance(item, dict) for item in base + patch):
+        named = {item["name"]: item for item in patch}
+        return [_merged(item, named[item["name"]]) if item["name"] in named else item for item in base]
+    return patch
+
+
+def _gpu_resources() -> dict[str, dict]:
+    overlay = yaml.safe_load((GPU / "kustomization.yaml").read_text())
+    assert overlay["resources"] == ["../"]
+    resources = _resources()
+    (generator,) = overlay["configMapGenerator"]
+    assert generator["name"] == resources["ConfigMap"]["metadata"]["name"] and generator["behavior"] == "merge"
+    for env_file in generator["envs"]:
+        resources["ConfigMap"]["data"].update(line.split("=", 1) for line in (GPU / env_file).read_text().split())
+    for patch in overlay["patches"]:
+        document = yaml.safe_load((GPU / patch["path"]).read_text())
+        resources[document["kind"]] = _merged(resources[document["kind"]], document)
+    return resources
+
+
+def test_the_gpu_overlay_asks_for_one_gpu_and_validates_strictly() -> None:
+    resources = _gpu_resources()
+    for document in resources.values():
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    (container,) = resources["Deployment"]["spec"]["template"]["spec"]["containers"]
+    limits = container["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == 1 and container["resources"]["requests"]["nvidia.com/gpu"] == 1
+    # The base's probes and security settings survive the patch.
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    data = resources["ConfigMap"]["data"]
+    assert data["RESNET_DEVICE"] == "cuda"
+    # Each worker decodes on its share of the pod's cores.
+    cores = int(limits["cpu"])
+    assert int(data["RESNET_WORKERS"]) * int(data["RESNET_PREPROCESS_THREADS"]) == cores
+    images = yaml.safe_load((GPU / "kustomization.yaml").read_text())["images"]
+    assert images == [{"name": "resnet-service", "newTag": "gpu"}]

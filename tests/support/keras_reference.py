@@ -65,6 +65,8 @@ def main() -> int:
     model, weights = load_keras_model("random", SEED, progress)
     report = convert_and_verify(model, weights, args.out / "resnet50.onnx", 17, SEED, progress)
     (args.out / "report.json").write_text(json.dumps(asdict(report), indent=2))
+    half = convert_and_verify(model, weights, args.out / "resnet50.fp16.onnx", 17, SEED, progress, "fp16")
+    (args.out / "report.fp16.json").write_text(json.dumps(asdict(half), indent=2))
 
     names = sorted(path.name for path in args.images.iterdir())
     inputs = np.concatenate([seed_keras_input(args.images / name) for name in names])

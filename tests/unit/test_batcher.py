@@ -20,7 +20,8 @@ class GatedModel:
         self.gate.set()
         self.started = asyncio.Event()
 
-    async def __call__(self, inputs: np.ndarray) -> np.ndarray:
+    async def __call__(self, rows: list[np.ndarray]) -> np.ndarray:
+        inputs = np.concatenate(rows)
         self.batches.append([float(v) for v in inputs[:, 0]])
         self.started.set()
         await self.gate.wait()
@@ -90,7 +91,7 @@ def test_a_failing_batch_fails_every_caller_in_it_with_the_same_error() -> None:
         error = RuntimeError("session.run failed")
         calls = 0
 
-        async def failing(inputs: np.ndarray) -> np.ndarray:
+        async def failing(rows: list[np.ndarray]) -> np.ndarray:
             nonlocal calls
             calls += 1
             raise error
@@ -109,8 +110,8 @@ def test_a_failing_batch_fails_every_caller_in_it_with_the_same_error() -> None:
 
 def test_a_wrong_number_of_rows_is_a_typed_error_for_every_caller() -> None:
     async def scenario() -> None:
-        async def short(inputs: np.ndarray) -> np.ndarray:
-            return inputs[:1]
+        async def short(rows: list[np.ndarray]) -> np.ndarray:
+            return rows[0]
 
         batcher = DynamicBatcher(short, max_batch_size=8, max_wait_ms=50)
         batcher.start()

@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from resnet_service.engine import CPU, CUDA, Engine, check_provider, choose_providers
+from resnet_service.engine import CPU, CUDA, CudaOptions, Engine, check_provider, choose_providers
 from resnet_service.errors import StartupError
 
 
@@ -18,7 +18,7 @@ def test_cpu_device_never_asks_for_cuda() -> None:
 
 
 def test_auto_prefers_cuda_when_present_and_falls_back_to_cpu() -> None:
-    assert choose_providers("auto", [CUDA, CPU]) == [CUDA, CPU]
+    assert choose_providers("auto", [CUDA, CPU]) == [(CUDA, CudaOptions().provider_options()), CPU]
     assert choose_providers("auto", [CPU]) == [CPU]
 
 
@@ -56,7 +56,7 @@ def test_corrupt_model_file_names_the_file_and_the_fix(tmp_path: Path) -> None:
 def test_engine_runs_a_batch_in_its_pool_and_reports_provenance(model_path: Path) -> None:
     engine = Engine.load(model_path, device="cpu", intra_op_threads=1, inference_threads=1)
     try:
-        probabilities = asyncio.run(engine.run(np.zeros((2, 224, 224, 3), dtype=np.float32)))
+        probabilities = asyncio.run(engine.run([np.zeros((1, 224, 224, 3), dtype=np.float32)] * 2))
         assert probabilities.shape == (2, 1000)
         assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
         assert engine.provider == CPU and engine.random_weights

@@ -71,3 +71,27 @@ def test_cgroup_v2_quota_caps_the_cpu_count(
     monkeypatch.setattr(settings_module, "_CGROUP_V2_CPU_MAX", path)
     affinity = len(os.sched_getaffinity(0))
     assert available_cpus() == (min(affinity, expected) if expected else affinity)
+
+
+def test_batch_sizes_are_a_mode_or_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().batch_sizes == "auto"
+    for mode in ("every", "powers-of-two"):
+        monkeypatch.setenv("RESNET_BATCH_SIZES", mode)
+        assert Settings().batch_sizes == mode
+    monkeypatch.setenv("RESNET_BATCH_SIZES", "1, 4,16")
+    settings = Settings()
+    assert settings.batch_sizes == (1, 4, 16)
+    assert settings.environment()["RESNET_BATCH_SIZES"] == "1,4,16"
+
+
+@pytest.mark.parametrize("value", ["0,4", "1,two", "fast", ","])
+def test_batch_sizes_that_are_not_sizes_are_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("RESNET_BATCH_SIZES", value)
+    with pytest.raises(ValueError, match="batch sizes|auto, every, powers-of-two"):
+        Settings()
+
+
+def test_gpu_defaults_are_the_measured_best() -> None:
+    settings = Settings()
+    assert settings.cuda_conv_algo_search == "HEURISTIC"
+    assert settings.cuda_graphs is True and settings.cuda_prefer_nhwc is True
