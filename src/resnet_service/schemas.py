@@ -72,6 +72,11 @@ class ModelInfo(BaseModel):
     input_shape: list[int | str]
     output_name: str
     provider: str = Field(description="The ONNX Runtime execution provider actually running the model.")
+    batch_sizes: list[int] = Field(description="The batch sizes the model runs at; a batch is padded up to the next.")
+    warm_up_s: float = Field(description="Seconds the warm-up took before the service reported ready.")
+    cuda_graphs: bool | None = Field(
+        description="On a GPU: whether each batch size replays a CUDA graph (false: a session per size). Null on a CPU."
+    )
     metadata: dict[str, str] = Field(description="The provenance written into the ONNX file at export.")
 
 

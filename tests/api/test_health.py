@@ -28,6 +28,8 @@ def test_health_reports_provenance_provider_and_the_random_weights(client: TestC
     assert "RANDOM" in health["warning"]
     assert len(model["sha256"]) == 64
     assert model["input_shape"] == ["batch", 224, 224, 3]
+    # On a CPU every batch size runs unpadded, only size 1 is warmed up, and there are no CUDA graphs.
+    assert model["batch_sizes"] == list(range(1, 9)) and model["warm_up_s"] > 0 and model["cuda_graphs"] is None
     for key in ("tensorflow_version", "keras_version", "tf2onnx_version", "onnx_version", "parity_max_abs_diff"):
         assert model["metadata"][key]
     assert health["versions"]["onnxruntime"] and health["intra_op_threads"] >= 1

@@ -39,6 +39,9 @@ def _model_info(engine: Engine) -> ModelInfo:
         input_shape=engine.input_shape,
         output_name=engine.output_name,
         provider=engine.provider,
+        batch_sizes=list(engine.batch_sizes),
+        warm_up_s=round(engine.warm_up_s, 3),
+        cuda_graphs=engine.runner.cuda_graphs if engine.runner is not None else None,
         metadata=engine.metadata,
     )
 
