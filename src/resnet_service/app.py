@@ -25,6 +25,7 @@ from resnet_service.request_id import RequestIdMiddleware
 from resnet_service.routes import demo, health, predict, v2
 from resnet_service.routes import metrics as metrics_route
 from resnet_service.settings import Settings
+from resnet_service.url_fetch import UrlPolicy
 from resnet_service.v2_schemas import V2_MODEL_NAME
 
 __all__ = ["create_app"]
@@ -125,6 +126,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.batcher = None
     app.state.pipeline = None
     app.state.labels = Labels.load()
+    app.state.url_policy = UrlPolicy.from_entries(
+        settings.url_inputs, settings.url_allowed_hosts, settings.url_timeout_s, settings.max_upload_bytes
+    )
     app.state.metrics = Metrics(settings.metrics_multiprocess_dir)
     install_error_handlers(app)
     # The last added runs first: the request id exists before the observer logs it.

@@ -14,8 +14,9 @@ from resnet_service.errors import ModelNotReady
 from resnet_service.labels import Labels
 from resnet_service.metrics import Metrics
 from resnet_service.pipeline import Pipeline
+from resnet_service.url_fetch import UrlPolicy
 
-__all__ = ["LabelsDep", "MetricsDep", "PipelineDep"]
+__all__ = ["LabelsDep", "MetricsDep", "PipelineDep", "UrlPolicyDep"]
 
 
 async def _pipeline(request: Request) -> Pipeline:
@@ -34,6 +35,11 @@ async def _metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+async def _url_policy(request: Request) -> UrlPolicy:
+    return request.app.state.url_policy
+
+
 PipelineDep = Annotated[Pipeline, Depends(_pipeline)]
+UrlPolicyDep = Annotated[UrlPolicy, Depends(_url_policy)]
 LabelsDep = Annotated[Labels, Depends(_labels)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]

@@ -6,9 +6,11 @@ ServiceError                 an expected failure with an HTTP status and a stabl
 ├── ImageTooLarge            413: the image is over RESNET_MAX_IMAGE_PIXELS
 ├── TooManyImages            413: more images in one request than RESNET_MAX_IMAGES_PER_REQUEST
 ├── UnsupportedImageFormat   415: an image, but in a format the service does not decode
-├── MalformedRequest         400: the multipart body cannot be parsed
-├── UnsupportedMediaType     415: the request body is not multipart/form-data
-├── MissingImageField        422: the multipart body has no ``image`` field
+├── MalformedRequest         400: the multipart or JSON body cannot be parsed
+├── UnsupportedMediaType     415: the body is not multipart/form-data, an image, or JSON
+├── MissingImageField        422: the multipart or JSON body has no ``image`` (or ``url``) field
+├── UrlNotAllowed            403: an image URL while RESNET_URL_INPUTS is off, or one it refuses
+├── UrlFetchFailed           502: the image URL could not be fetched (network, status, time)
 ├── InvalidInferenceRequest  400: a v2 infer request the protocol does not allow, or names unknown tensors
 ├── ModelNotFound            404: a v2 route names a model or version this server does not serve
 ├── Unauthorized             401: RESNET_API_KEYS is set and the request has no valid bearer key
@@ -42,6 +44,8 @@ __all__ = [
     "UnsupportedImageFormat",
     "UnsupportedMediaType",
     "MissingImageField",
+    "UrlNotAllowed",
+    "UrlFetchFailed",
     "InvalidInferenceRequest",
     "ModelNotFound",
     "MalformedRequest",
@@ -106,14 +110,14 @@ class UnsupportedImageFormat(ServiceError):
 
 
 class MalformedRequest(ServiceError):
-    """Raised when a multipart body is cut short or has no boundary."""
+    """Raised when a multipart body is cut short or has no boundary, or a JSON body does not parse."""
 
     status = 400
     code = "malformed_request"
 
 
 class UnsupportedMediaType(ServiceError):
-    """Raised when the request is not multipart/form-data."""
+    """Raised when /predict's body is not multipart/form-data, an image, or JSON (a v2 body: not JSON)."""
 
     status = 415
     code = "unsupported_media_type"
@@ -124,6 +128,20 @@ class MissingImageField(ServiceError):
 
     status = 422
     code = "missing_image_field"
+
+
+class UrlNotAllowed(ServiceError):
+    """Raised for an image URL while URL inputs are off, or one whose scheme, host or address is refused."""
+
+    status = 403
+    code = "url_not_allowed"
+
+
+class UrlFetchFailed(ServiceError):
+    """Raised when an allowed image URL cannot be fetched: a network error, a status other than 200, too slow."""
+
+    status = 502
+    code = "url_fetch_failed"
 
 
 class InvalidInferenceRequest(ServiceError):

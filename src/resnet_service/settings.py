@@ -186,6 +186,23 @@ class Settings(BaseSettings):
         description="Set by `serve` for RESNET_WORKERS > 1 (prometheus-client's own variable): where each worker "
         "writes its metrics, so that /metrics, whichever worker answers it, adds up every worker's.",
     )
+    url_inputs: bool = Field(
+        False,
+        description='Accept JSON {"url": "https://..."} on /predict: the service fetches the image itself. Off by '
+        "default: it lets clients make the service open connections.",
+    )
+    url_allowed_hosts: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(),
+        description="With RESNET_URL_INPUTS: comma-separated host names (images.example.com, or *.example.com for "
+        "its subdomains) and IP networks (10.1.0.0/16) that image URLs may name; empty: any host. Private, "
+        "loopback and link-local addresses are refused unless an entry names that host exactly or holds the address.",
+    )
+    url_timeout_s: float = Field(
+        5.0,
+        gt=0.0,
+        le=60.0,
+        description="With RESNET_URL_INPUTS: the most one image URL's fetch may take, redirects included.",
+    )
     api_keys: Annotated[frozenset[str], NoDecode] = Field(
         frozenset(),
         repr=False,
@@ -207,10 +224,10 @@ class Settings(BaseSettings):
             return sizes
         return value.strip() if isinstance(value, str) else value
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "url_allowed_hosts", mode="before")
     @classmethod
-    def _split_api_keys(cls, value: object) -> object:
-        # The environment holds one comma-separated string; a blank entry must never become a valid key.
+    def _split_comma_separated(cls, value: object) -> object:
+        # The environment holds one comma-separated string; a blank entry must never become a valid key or host.
         if isinstance(value, str):
             return frozenset(key.strip() for key in value.split(",") if key.strip())
         return value

@@ -1,12 +1,18 @@
-"""Read the ``image`` file out of a multipart body while it streams in, with the byte limit enforced as it arrives.
+"""Read the images out of a request body while it streams in, with the byte limit enforced as it arrives.
 
-FastAPI's ``UploadFile`` would spool the whole body to disk before the handler could look at its size; parsing
-the stream here refuses an oversize upload after at most ``max_bytes`` plus one chunk, keeps the image in
-memory, and needs no thread hops.
+Three bodies carry images: multipart/form-data with ``image`` file fields (the seed's), the image file itself as
+the body (``Content-Type: image/jpeg`` and friends), and JSON ``{"image": "<base64>"}`` (or a list of them, or
+data: URLs, as a browser's FileReader makes them). FastAPI's ``UploadFile`` would spool the whole body to disk
+before the handler could look at its size; parsing the stream here refuses an oversize upload after at most
+``max_bytes`` plus one chunk, keeps the image in memory, and needs no thread hops.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -17,13 +23,15 @@ from starlette.requests import ClientDisconnect, Request
 
 from resnet_service.errors import (
     ClientClosedRequest,
+    InvalidImage,
     MalformedRequest,
     MissingImageField,
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from resnet_service.url_fetch import UrlPolicy, fetch_image
 
-__all__ = ["read_body", "read_file_fields", "MULTIPART_OVERHEAD_BYTES", "MAX_PART_HEADER_BYTES"]
+__all__ = ["read_body", "read_file_fields", "read_images", "MULTIPART_OVERHEAD_BYTES", "MAX_PART_HEADER_BYTES"]
 
 # Room for boundaries, part headers and small extra fields on top of the files themselves.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
@@ -150,4 +158,74 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     """The whole body (a v2 infer request), refused as soon as it passes the same limit as a multipart upload."""
     return b"".join(
         [chunk async for chunk in _limited_chunks(request, max_bytes + MULTIPART_OVERHEAD_BYTES, max_bytes)]
+    )
+
+
+def _base64_size(max_bytes: int) -> int:
+    return 4 * ((max_bytes + 2) // 3)
+
+
+def _decoded(value: object, field_name: str, max_bytes: int) -> bytes:
+    if not isinstance(value, str):
+        raise MalformedRequest(f'"{field_name}" must be a base64 string, or a list of them')
+    if value.startswith("data:"):
+        # A data: URL, as FileReader.readAsDataURL makes it: the base64 follows the first comma.
+        header, _, value = value.partition(",")
+        if not header.endswith(";base64"):
+            raise InvalidImage(f'"{field_name}" is a data: URL that is not base64')
+    if len(value) > _base64_size(max_bytes) + 4:
+        raise PayloadTooLarge(f"the {field_name} file is over the {max_bytes}-byte limit")
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidImage(f'"{field_name}" is not valid base64 ({exc})') from exc
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"the {field_name} file is over the {max_bytes}-byte limit")
+    return data
+
+
+def _listed(document: dict[str, object], key: str) -> list[object]:
+    value = document[key]
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise MissingImageField(f'the JSON body\'s "{key}" list is empty')
+    return values
+
+
+async def _json_images(body: bytes, field_name: str, max_bytes: int, urls: UrlPolicy) -> list[bytes]:
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MalformedRequest(f"the JSON body could not be parsed: {exc}") from exc
+    if isinstance(document, dict) and field_name in document:
+        return [_decoded(item, field_name, max_bytes) for item in _listed(document, field_name)]
+    if isinstance(document, dict) and "url" in document:
+        values = _listed(document, "url")
+        if not all(isinstance(value, str) for value in values):
+            raise MalformedRequest('"url" must be a string, or a list of them')
+        return list(await asyncio.gather(*(fetch_image(str(value), urls) for value in values)))
+    raise MissingImageField(
+        f'the JSON body has no "{field_name}" field: send {{"{field_name}": "<the image file in base64>"}}'
+    )
+
+
+async def read_images(request: Request, field_name: str, max_bytes: int, urls: UrlPolicy) -> list[bytes]:
+    """The request's image files, whichever of the three bodies carries them; each at most ``max_bytes``.
+
+    JSON may name the images by URL instead, which ``urls`` allows or refuses.
+    """
+    content_type, _ = parse_options_header(request.headers.get("content-type"))
+    if content_type == b"multipart/form-data":
+        return await read_file_fields(request, field_name, max_bytes)
+    if content_type.startswith(b"image/") or content_type == b"application/octet-stream":
+        # The body is the file: nothing but the image counts against the limit.
+        return [b"".join([chunk async for chunk in _limited_chunks(request, max_bytes, max_bytes)])]
+    if content_type == b"application/json":
+        limit = _base64_size(max_bytes) + MULTIPART_OVERHEAD_BYTES
+        body = b"".join([chunk async for chunk in _limited_chunks(request, limit, max_bytes)])
+        return await _json_images(body, field_name, max_bytes, urls)
+    shown = content_type.decode("latin-1") or "no Content-Type"
+    raise UnsupportedMediaType(
+        f"send multipart/form-data with an {field_name} file field, the image itself as image/* or "
+        f'application/octet-stream, or JSON {{"{field_name}": "<base64>"}}; not {shown}'
     )

@@ -40,6 +40,8 @@ def _run(command: str | list[str], folder: Path, **options: object) -> subproces
 
 def test_the_section_has_examples_for_every_interface() -> None:
     assert any("-F image=@dog.jpg -F image=@cat.jpg" in line for line in CURL_LINES)
+    assert any("--data-binary @dog.jpg" in line for line in CURL_LINES)
+    assert any("application/json" in line and "base64" in line for line in CURL_LINES)
     assert any("/v2/models/resnet50/infer" in line for line in CURL_LINES)
     assert any("/metrics" in line for line in CURL_LINES)
     assert any("tritonclient" in block for block in PYTHON_BLOCKS)
@@ -54,8 +56,10 @@ def test_curl_example(live_server: LiveServer, folder: Path, line: str) -> None:
         assert re.search(r"^resnet_requests_total\{.*\} \d", output, flags=re.MULTILINE), output
         return
     answer = json.loads(output)
-    if "/predict" in line:
+    if "/predict" in line and "image=@cat.jpg" in line:
         assert [len(result["predictions"]) for result in answer] == [3, 3]
+    elif "/predict" in line:
+        assert answer["success"] is True and len(answer["predictions"]) == 3
     elif line.endswith("/v2/models/resnet50"):
         assert answer["name"] == "resnet50"
     else:

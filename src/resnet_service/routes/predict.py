@@ -8,13 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import TypeAdapter
 
-from resnet_service.deps import LabelsDep, PipelineDep
+from resnet_service.deps import LabelsDep, PipelineDep, UrlPolicyDep
 from resnet_service.disconnect import cancel_on_disconnect
 from resnet_service.errors import ServiceError
 from resnet_service.observe import stats_of
 from resnet_service.request_id import request_id_of
 from resnet_service.schemas import ErrorDetail, ErrorResponse, PredictResponse
-from resnet_service.upload import read_file_fields
+from resnet_service.upload import read_images
 
 __all__ = ["router"]
 
@@ -33,22 +33,33 @@ def _error(description: str, code: str, message: str) -> dict[str, Any]:
 
 PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error("Empty, truncated or not an image.", "invalid_image", "the upload is not an image Pillow can identify"),
+    403: _error(
+        'An image URL ({"url": ...}) while RESNET_URL_INPUTS is off, or one whose scheme, host or address is refused.',
+        "url_not_allowed",
+        "image URLs are not accepted here (RESNET_URL_INPUTS is off): send the image itself",
+    ),
     413: _error(
         "Over RESNET_MAX_UPLOAD_BYTES (the whole body), RESNET_MAX_IMAGE_PIXELS, or RESNET_MAX_IMAGES_PER_REQUEST.",
         "payload_too_large",
         "the image file is over the 10485760-byte limit",
     ),
     415: _error(
-        "An image format the service does not decode (SVG, HEIC, ICO, ...), or a body that is not multipart.",
+        "An image format the service does not decode (SVG, HEIC, ICO, ...), or a body that is neither multipart, "
+        "an image, nor JSON.",
         "unsupported_image_format",
         "SVG images are not supported; send BMP, GIF, JPEG, MPO, PNG, TIFF, WEBP",
     ),
     422: _error(
-        "No `image` field in the multipart body (missing_image_field), or a bad `top_k` (validation_error).",
+        "No `image` field in the multipart or JSON body (missing_image_field), or a bad `top_k` (validation_error).",
         "missing_image_field",
         "the multipart body has no 'image' field",
     ),
     500: _error("The model failed to run.", "inference_failed", "the model failed to run"),
+    502: _error(
+        "An allowed image URL could not be fetched: a network error, a status other than 200, or too slow.",
+        "url_fetch_failed",
+        "https://images.example.com/dog.jpg answered 404",
+    ),
     503: _error(
         "The model is still loading, or RESNET_MAX_QUEUE requests are already waiting and no place came free "
         "within RESNET_QUEUE_WAIT_S (retry after Retry-After).",
@@ -63,8 +74,9 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 # FastAPI would parse an UploadFile parameter before the handler runs, spooling large bodies to disk; the body is
-# streamed by read_file_fields instead, so the form is described here for the docs page's file picker.
-MULTIPART_IMAGE_BODY: dict[str, Any] = {
+# streamed by read_images instead, so the three bodies it takes are described here, the form first for the docs
+# page's file picker.
+IMAGE_BODIES: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
@@ -81,7 +93,32 @@ MULTIPART_IMAGE_BODY: dict[str, Any] = {
                         }
                     },
                 }
-            }
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary", "description": "The image file itself."}},
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": f"`{IMAGE_FIELD}`, or `url` where RESNET_URL_INPUTS allows it.",
+                    "properties": {
+                        "url": {
+                            "description": "Where the service fetches the image (or a list of them); off unless "
+                            "RESNET_URL_INPUTS is set.",
+                            "oneOf": [
+                                {"type": "string", "format": "uri"},
+                                {"type": "array", "items": {"type": "string", "format": "uri"}},
+                            ],
+                        },
+                        IMAGE_FIELD: {
+                            "description": "The image file in base64 (or a data: URL), or a list of them.",
+                            "oneOf": [
+                                {"type": "string", "contentEncoding": "base64"},
+                                {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}},
+                            ],
+                        },
+                    },
+                },
+                "example": {IMAGE_FIELD: "/9j/4AAQSkZJRgABAQ..."},
+            },
         },
     }
 }
@@ -108,20 +145,23 @@ TOP_K_QUERY = Query(
     response_model=PredictResponse | list[PredictResponse | ErrorResponse],
     summary="Classify one image, or several",
     description=(
-        "Send an image as the multipart field `image` (`curl -F image=@dog.jpg`). The answer lists the top "
-        "RESNET_TOP_K ImageNet classes with their probabilities, exactly as the Flask + Keras seed did.\n\n"
-        "Repeat the field (`-F image=@a.jpg -F image=@b.jpg`) to classify several images in one request, up to "
-        "RESNET_MAX_IMAGES_PER_REQUEST. The answer is then a JSON list with one result per image, in the order "
-        'sent: each is the seed\'s `{"predictions": [...], "success": true}` or '
+        "Send an image as the multipart field `image` (`curl -F image=@dog.jpg`), as the body itself "
+        '(`Content-Type: image/jpeg`, `curl --data-binary @dog.jpg`), or as JSON `{"image": "<base64>"}`. '
+        "The answer lists the top RESNET_TOP_K ImageNet classes with their probabilities, exactly as the Flask + "
+        "Keras seed did.\n\n"
+        "Repeat the field (`-F image=@a.jpg -F image=@b.jpg`), or send a JSON list, to classify several images in "
+        "one request, up to RESNET_MAX_IMAGES_PER_REQUEST. The answer is then a JSON list with one result per "
+        'image, in the order sent: each is the seed\'s `{"predictions": [...], "success": true}` or '
         '`{"success": false, "error": {...}}` for an image that failed alone (the status stays 200).'
     ),
     responses=PREDICT_ERRORS,
-    openapi_extra=MULTIPART_IMAGE_BODY,
+    openapi_extra=IMAGE_BODIES,
 )
 async def predict(
     request: Request,
     pipeline: PipelineDep,
     labels: LabelsDep,
+    url_policy: UrlPolicyDep,
     top_k: Annotated[int | None, TOP_K_QUERY] = None,
 ) -> Response:
     # Admission comes first, so a refused request costs no body parsing and no decode.
@@ -130,7 +170,7 @@ async def predict(
     stats = stats_of(request.scope)
     with slot:
         async with pipeline.deadline():
-            images = await read_file_fields(request, IMAGE_FIELD, pipeline.settings.max_upload_bytes)
+            images = await read_images(request, IMAGE_FIELD, pipeline.settings.max_upload_bytes, url_policy)
             pipeline.check_count(len(images), "images")
             if len(images) == 1:
                 classify = pipeline.classify_one(images[0], slot, stats)
