@@ -8,7 +8,8 @@ figure and writes them all to $OUT/gpu.json (or bench/results/gpu.json):
 
 - the first run of a new batch size under each cuDNN algorithm search, and the warm-up (cold start) it adds;
 - the model's throughput per batch size through ``session.run`` with numpy, through the service's device path
-  (fixed buffers, pinned host memory), and with CUDA graphs;
+  (fixed buffers, pinned host memory, a session per batch size), and with CUDA graphs;
+- the time a batch takes when consecutive batches differ in size, as dynamic batching makes them;
 - fp16 against fp32: throughput at batch 32, largest probability difference and top-5 agreement on photos;
 - the service: a 451×300 JPEG from several client processes at each connection count, per worker count, with
   the stages' medians from its JSON log, the slowest batch, and how busy the GPU was (nvidia-smi).
