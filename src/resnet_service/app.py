@@ -58,6 +58,12 @@ def _lifespan(settings: Settings):  # noqa: ANN202 - FastAPI's lifespan type is 
             # One plain line that names the file and the fix, above the traceback uvicorn prints.
             logger.error("cannot start: %s", exc)
             raise
+        try:
+            app.state.labels = Labels.for_model(engine.metadata, engine.classes, engine.path)
+        except StartupError as exc:
+            logger.error("cannot start: %s", exc)
+            engine.close()
+            raise
         preprocess_pool = ThreadPoolExecutor(max_workers=settings.preprocess_threads, thread_name_prefix="preprocess")
         # A model on a GPU leaves the CPU to decoding, so only a CPU model holds decoding back while it runs.
         threads = settings.preprocess_threads

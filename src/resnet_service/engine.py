@@ -211,6 +211,11 @@ class Engine:
         return self.metadata.get("weights", "unknown: the file has no export provenance")
 
     @property
+    def classes(self) -> int:
+        """How many class probabilities each row of the output holds."""
+        return int(self.session.get_outputs()[0].shape[-1])
+
+    @property
     def random_weights(self) -> bool:
         return self.metadata.get("random_weights", "false") == "true"
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from resnet_service.own_model import OwnModelRefused
 from resnet_service.preprocessing import INPUT_SIZE, to_model_input
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ PREPROCESSING = (
 EXIT_PARITY_FAILED = 1
 EXIT_WEIGHTS_UNAVAILABLE = 3
 EXIT_MISSING_EXTRA = 4
+EXIT_REFUSED = 2
 
 Progress = Callable[[str], None]
 Precision = Literal["fp32", "fp16"]
@@ -236,8 +238,12 @@ def convert_and_verify(
     seed: int,
     progress: Progress,
     precision: Precision = "fp32",
+    labels: list[str] | None = None,
 ) -> ExportReport:
-    """Convert, check ONNX Runtime against Keras on photos and random tensors, then write the file."""
+    """Convert, check ONNX Runtime against Keras on photos and random tensors, then write the file.
+
+    ``labels`` names the model's classes in output order; None means the 1,000 ImageNet classes.
+    """
     import onnx
 
     started = time.monotonic()
@@ -263,6 +269,9 @@ def convert_and_verify(
         "parity_inputs": f"{len(photos)} photos + {len(tensors)} random tensors",
         "opset": str(opset),
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "num_classes": str(model.output_shape[-1]),
+        # The service answers with these names: the file says what its outputs mean.
+        "labels": json.dumps(labels) if labels is not None else "imagenet",
         **_versions(),
     }
     onnx.helper.set_model_props(proto, provenance)
@@ -289,6 +298,16 @@ def export_model(
 ) -> ExportReport:
     model, provenance = load_keras_model(weights, seed, progress)
     return convert_and_verify(model, provenance, output, opset, seed, progress, precision)
+
+
+def export_own_model(args: argparse.Namespace, progress: Progress) -> ExportReport:
+    """--model FILE.keras [--labels FILE]: a user's own classifier, its labels checked against its outputs."""
+    from resnet_service.own_model import load_own_model, read_labels
+
+    labels = read_labels(args.labels) if args.labels else None
+    progress(f"loading {args.model}")
+    model, provenance, labels = load_own_model(args.model, labels)
+    return convert_and_verify(model, provenance, args.output, args.opset, args.seed, progress, args.precision, labels)
 
 
 def half_from_onnx(fp32: Path, output: Path, seed: int, progress: Progress) -> None:
@@ -323,6 +342,18 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--weights",
         default="imagenet",
         help="imagenet (downloaded by Keras), random (seeded, meaningless predictions), or a Keras weights file",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="your own Keras classifier instead of ResNet50 (a .keras file from model.save, 224×224 RGB input "
+        "preprocessed as ResNet50's); its weights come with it",
+    )
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        help="with --model: its class names in output order, one per line (or a JSON list or class index); "
+        "needed unless the model has the 1,000 ImageNet classes",
     )
     parser.add_argument("--output", type=Path, default=Path("models/resnet50.onnx"), help="the .onnx file to write")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
@@ -375,6 +406,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         parser.error("--from-onnx is for --quantize int8 or --precision fp16")
     if args.quantize and args.precision == "fp16":
         parser.error("--quantize int8 starts from an fp32 model: leave out --precision fp16")
+    if args.labels and not args.model:
+        parser.error("--labels names the classes of --model FILE; ResNet50's are the ImageNet ones")
     progress = _progress_printer()
     if args.from_onnx and args.precision == "fp16":
         if args.from_onnx.resolve() == args.output.resolve():
@@ -390,7 +423,13 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides the progress
     try:
         progress("importing TensorFlow and tf2onnx")
-        report = export_model(args.weights, args.output, args.opset, args.seed, progress, args.precision)
+        if args.model:
+            report = export_own_model(args, progress)
+        else:
+            report = export_model(args.weights, args.output, args.opset, args.seed, progress, args.precision)
+    except OwnModelRefused as exc:
+        print(f"error: {exc}; {args.output} was not written", file=sys.stderr)
+        return EXIT_REFUSED
     except ImportError as exc:
         print(f"the export needs the export extra: pip install 'resnet-service[export]' ({exc})", file=sys.stderr)
         return EXIT_MISSING_EXTRA

@@ -19,7 +19,10 @@ __all__ = [
 
 
 class Prediction(BaseModel):
-    label: str = Field(description="ImageNet class name, as Keras' decode_predictions spells it.")
+    label: str = Field(
+        description="The class name: ImageNet's as Keras' decode_predictions spells it, or the model's own, from "
+        "the label file it was exported with."
+    )
     probability: float = Field(description="The model's softmax output for this class (float32, widened).")
 
 

@@ -46,6 +46,35 @@ def use_packaged_class_index() -> None:
     imagenet_utils.CLASS_INDEX = json.loads(packaged.read_text("utf-8"))
 
 
+FINETUNED_LABELS = ("tabby", "tiger", "siamese", "persian", "sphynx", "lynx", "ocelot")
+
+
+def export_finetuned(model: object, out: Path, progress: object) -> None:
+    """A user's fine-tuned classifier, as the README shows it: ResNet50's features under a new 7-class head, saved
+    with model.save and exported with --model and --labels; and the same with a label file one name short."""
+    import keras
+
+    from resnet_service.export import main as export_main
+
+    features = model.get_layer("avg_pool").output  # type: ignore[attr-defined]
+    head = keras.layers.Dense(len(FINETUNED_LABELS), activation="softmax", name="cats")
+    finetuned = keras.Model(model.input, head(features))  # type: ignore[attr-defined]
+    # The randomised ImageNet classifier's first columns: logits with a spread, so a top 5 means something.
+    kernel, bias = model.get_layer("predictions").get_weights()  # type: ignore[attr-defined]
+    head.set_weights([kernel[:, : len(FINETUNED_LABELS)], bias[: len(FINETUNED_LABELS)]])
+    finetuned.save(out / "cats.keras")
+    (out / "cats.txt").write_text("\n".join(FINETUNED_LABELS) + "\n")
+    (out / "cats-short.txt").write_text("\n".join(FINETUNED_LABELS[:-1]) + "\n")
+    base = ["--model", str(out / "cats.keras"), "--seed", str(SEED)]
+    codes = {
+        "cats": export_main([*base, "--labels", str(out / "cats.txt"), "--output", str(out / "cats.onnx")]),
+        "short": export_main([*base, "--labels", str(out / "cats-short.txt"), "--output", str(out / "short.onnx")]),
+        "unlabelled": export_main([*base, "--output", str(out / "unlabelled.onnx")]),
+    }
+    (out / "finetuned.json").write_text(json.dumps(codes))
+    progress(f"exported the fine-tuned model: {codes}")  # type: ignore[operator]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=Path, required=True)
@@ -67,6 +96,8 @@ def main() -> int:
     (args.out / "report.json").write_text(json.dumps(asdict(report), indent=2))
     half = convert_and_verify(model, weights, args.out / "resnet50.fp16.onnx", 17, SEED, progress, "fp16")
     (args.out / "report.fp16.json").write_text(json.dumps(asdict(half), indent=2))
+
+    export_finetuned(model, args.out, progress)
 
     names = sorted(path.name for path in args.images.iterdir())
     inputs = np.concatenate([seed_keras_input(args.images / name) for name in names])

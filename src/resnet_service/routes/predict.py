@@ -147,8 +147,8 @@ TOP_K_QUERY = Query(
     description=(
         "Send an image as the multipart field `image` (`curl -F image=@dog.jpg`), as the body itself "
         '(`Content-Type: image/jpeg`, `curl --data-binary @dog.jpg`), or as JSON `{"image": "<base64>"}`. '
-        "The answer lists the top RESNET_TOP_K ImageNet classes with their probabilities, exactly as the Flask + "
-        "Keras seed did.\n\n"
+        "The answer lists the top RESNET_TOP_K classes (ImageNet's, or the model's own) with their "
+        "probabilities, exactly as the Flask + Keras seed did.\n\n"
         "Repeat the field (`-F image=@a.jpg -F image=@b.jpg`), or send a JSON list, to classify several images in "
         "one request, up to RESNET_MAX_IMAGES_PER_REQUEST. The answer is then a JSON list with one result per "
         'image, in the order sent: each is the seed\'s `{"predictions": [...], "success": true}` or '

@@ -138,10 +138,15 @@ async def model_version_ready(request: Request, name: ModelName, version: ModelV
     return _ready(request)
 
 
+def _metadata(labels: Labels) -> ModelMetadata:
+    outputs = [TensorMetadata(name=OUTPUT, datatype="FP32", shape=[-1, len(labels.names)])]
+    return MODEL_METADATA.model_copy(update={"outputs": outputs})
+
+
 @health_router.get("/models/{name}", response_model=ModelMetadata, summary="Model metadata", responses=_ERRORS)
-async def model_metadata(name: ModelName) -> ModelMetadata:
+async def model_metadata(name: ModelName, labels: LabelsDep) -> ModelMetadata:
     _check_model(name)
-    return MODEL_METADATA
+    return _metadata(labels)
 
 
 @health_router.get(
@@ -150,9 +155,9 @@ async def model_metadata(name: ModelName) -> ModelMetadata:
     summary="Model version metadata",
     responses=_ERRORS,
 )
-async def model_version_metadata(name: ModelName, version: ModelVersion) -> ModelMetadata:
+async def model_version_metadata(name: ModelName, version: ModelVersion, labels: LabelsDep) -> ModelMetadata:
     _check_model(name, version)
-    return MODEL_METADATA
+    return _metadata(labels)
 
 
 def _split_body(request: Request, body: bytes) -> tuple[InferenceRequest, bytes]:

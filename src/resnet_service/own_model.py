@@ -1,0 +1,79 @@
+"""A user's own Keras classifier for the export: the saved model, and the class names its outputs stand for.
+
+A fine-tuned ResNet-50 with a new head (12 classes, say) is exported like ResNet50 itself, with its label file;
+the names go into the ONNX file's metadata, which the service reads, so the file says what its outputs mean.
+Only models that take the service's input (224×224 RGB, preprocessed as Keras' ResNet50 expects) are accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from resnet_service.preprocessing import INPUT_SIZE
+
+if TYPE_CHECKING:
+    import keras
+
+__all__ = ["OwnModelRefused", "load_own_model", "read_labels"]
+
+
+class OwnModelRefused(Exception):
+    """Raised when a model or label file cannot be exported as given; nothing is written."""
+
+
+def read_labels(path: Path) -> list[str]:
+    """Class names in output order: one per line, a JSON list, or a JSON index as Keras' imagenet_class_index."""
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OwnModelRefused(f"--labels {path}: cannot read it ({exc})") from exc
+    if path.suffix.lower() == ".json":
+        try:
+            document = json.loads(text)
+        except ValueError as exc:
+            raise OwnModelRefused(f"--labels {path}: not JSON ({exc})") from exc
+        if isinstance(document, list):
+            names = [str(name) for name in document]
+        elif isinstance(document, dict) and all(key.isdigit() for key in document):
+            # {"0": ["n01440764", "tench"], ...} or {"0": "tench", ...}
+            entries = [document[str(i)] if str(i) in document else None for i in range(len(document))]
+            if any(entry is None for entry in entries):
+                raise OwnModelRefused(f"--labels {path}: the index's keys are not 0 to {len(document) - 1}")
+            names = [str(entry[-1] if isinstance(entry, list) else entry) for entry in entries]
+        else:
+            raise OwnModelRefused(f"--labels {path}: expected a JSON list of names or an index of them")
+    else:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise OwnModelRefused(f"--labels {path}: no class names in it")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise OwnModelRefused(f"--labels {path}: names appear twice: {', '.join(duplicates[:5])}")
+    return names
+
+
+def load_own_model(path: Path, labels: list[str] | None) -> tuple[keras.Model, str, list[str] | None]:
+    """The saved model, its provenance, and its labels (None: the 1,000 ImageNet classes), checked together."""
+    import keras
+
+    if not path.is_file():
+        raise OwnModelRefused(f"--model {path}: no such file")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:
+        raise OwnModelRefused(f"--model {path}: Keras could not load it ({exc})") from exc
+    expected = (None, *INPUT_SIZE, 3)
+    if tuple(model.input_shape) != expected:
+        raise OwnModelRefused(f"--model {path} takes {model.input_shape}; the service feeds {expected}")
+    classes = model.output_shape[-1]
+    if len(model.output_shape) != 2 or not isinstance(classes, int):
+        raise OwnModelRefused(f"--model {path} gives {model.output_shape}, not (batch, classes) probabilities")
+    if labels is None and classes != 1000:
+        raise OwnModelRefused(f"--model {path} has {classes} classes: give their names with --labels FILE")
+    if labels is not None and len(labels) != classes:
+        raise OwnModelRefused(f"the label file has {len(labels)} names; --model {path} has {classes} classes")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return model, f"file {path.name} sha256={digest}", labels
