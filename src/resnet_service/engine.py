@@ -255,8 +255,9 @@ class Engine:
         row = np.zeros((1, 224, 224, 3), dtype=np.float32)
         sizes = self.batch_sizes if self.runner is not None else self.batch_sizes[:1]
         graphs = self.runner is not None and self.runner.cuda_graphs
-        # ONNX Runtime runs a graph's size normally before capturing it; a captured graph's first replay also
-        # costs more than the next (measured: one replay of 176 ms), so with graphs every size replays once more.
+        # ONNX Runtime runs a graph's size normally before capturing it. Every size then replays once more, so
+        # that any one-time cost of a first replay is paid here. (On an H200, one replay in 40 still took 138 ms
+        # after this warm-up, cause unknown; without the extra pass, one of 176 ms was seen.)
         for size in sizes:
             for _ in range(3 if graphs else 1):
                 await self.run([row] * size)
