@@ -54,15 +54,14 @@ def _lifespan(settings: Settings):  # noqa: ANN202 - FastAPI's lifespan type is 
                 max_batch_size=settings.max_batch_size,
                 cuda=CudaOptions(settings.cuda_conv_algo_search, settings.cuda_graphs, settings.cuda_prefer_nhwc),
             )
+            try:
+                app.state.labels = Labels.for_model(engine.metadata, engine.classes, engine.path)
+            except StartupError:
+                engine.close()
+                raise
         except StartupError as exc:
             # One plain line that names the file and the fix, above the traceback uvicorn prints.
             logger.error("cannot start: %s", exc)
-            raise
-        try:
-            app.state.labels = Labels.for_model(engine.metadata, engine.classes, engine.path)
-        except StartupError as exc:
-            logger.error("cannot start: %s", exc)
-            engine.close()
             raise
         preprocess_pool = ThreadPoolExecutor(max_workers=settings.preprocess_threads, thread_name_prefix="preprocess")
         # A model on a GPU leaves the CPU to decoding, so only a CPU model holds decoding back while it runs.

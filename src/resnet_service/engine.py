@@ -151,16 +151,19 @@ class Engine:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         available = ort.get_available_providers()
-        if choose_providers(device, available)[0] != CPU:
+        providers = choose_providers(device, available, cuda)
+        on_cuda = providers[0] != CPU
+        if on_cuda:
             _load_cuda_libraries()
         try:
-            session = _session(path, options, choose_providers(device, available, cuda))
+            session = _session(path, options, providers)
         except StartupError as exc:
-            if not cuda.graphs:
+            if not (on_cuda and cuda.graphs):
                 raise
             # A model with nodes ONNX Runtime places on the CPU cannot be captured as a CUDA graph.
             cuda = replace(cuda, graphs=False)
-            session = _session(path, options, choose_providers(device, available, cuda))
+            providers = choose_providers(device, available, cuda)
+            session = _session(path, options, providers)
             logger.warning("CUDA graphs are not possible for %s (%s); running one session per batch size", path, exc)
         provider = check_provider(device, session.get_providers())
         (model_input,) = session.get_inputs()
@@ -175,7 +178,6 @@ class Engine:
         if provider == CUDA:
             sessions = dict.fromkeys(sizes, session)
             if not cuda.graphs:
-                providers = choose_providers(device, available, cuda)
                 sessions.update({size: _session(path, options, providers) for size in sizes[:-1]})
             runner = DeviceRunner(sessions, "cuda", cuda.graphs)
         executor = ThreadPoolExecutor(max_workers=inference_threads, thread_name_prefix="inference")

@@ -306,7 +306,7 @@ def export_own_model(args: argparse.Namespace, progress: Progress) -> ExportRepo
 
     labels = read_labels(args.labels) if args.labels else None
     progress(f"loading {args.model}")
-    model, provenance, labels = load_own_model(args.model, labels)
+    model, provenance = load_own_model(args.model, labels)
     return convert_and_verify(model, provenance, args.output, args.opset, args.seed, progress, args.precision, labels)
 
 

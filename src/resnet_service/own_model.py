@@ -55,8 +55,8 @@ def read_labels(path: Path) -> list[str]:
     return names
 
 
-def load_own_model(path: Path, labels: list[str] | None) -> tuple[keras.Model, str, list[str] | None]:
-    """The saved model, its provenance, and its labels (None: the 1,000 ImageNet classes), checked together."""
+def load_own_model(path: Path, labels: list[str] | None) -> tuple[keras.Model, str]:
+    """The saved model and its provenance, checked against its labels (None: the 1,000 ImageNet classes)."""
     import keras
 
     if not path.is_file():
@@ -76,4 +76,4 @@ def load_own_model(path: Path, labels: list[str] | None) -> tuple[keras.Model, s
     if labels is not None and len(labels) != classes:
         raise OwnModelRefused(f"the label file has {len(labels)} names; --model {path} has {classes} classes")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return model, f"file {path.name} sha256={digest}", labels
+    return model, f"file {path.name} sha256={digest}"

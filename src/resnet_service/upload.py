@@ -154,11 +154,13 @@ async def read_file_fields(request: Request, field_name: str, max_bytes: int) ->
     return collector.parts
 
 
+async def _limited_body(request: Request, body_limit: int, max_bytes: int) -> bytes:
+    return b"".join([chunk async for chunk in _limited_chunks(request, body_limit, max_bytes)])
+
+
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """The whole body (a v2 infer request), refused as soon as it passes the same limit as a multipart upload."""
-    return b"".join(
-        [chunk async for chunk in _limited_chunks(request, max_bytes + MULTIPART_OVERHEAD_BYTES, max_bytes)]
-    )
+    return await _limited_body(request, max_bytes + MULTIPART_OVERHEAD_BYTES, max_bytes)
 
 
 def _base64_size(max_bytes: int) -> int:
@@ -219,10 +221,9 @@ async def read_images(request: Request, field_name: str, max_bytes: int, urls: U
         return await read_file_fields(request, field_name, max_bytes)
     if content_type.startswith(b"image/") or content_type == b"application/octet-stream":
         # The body is the file: nothing but the image counts against the limit.
-        return [b"".join([chunk async for chunk in _limited_chunks(request, max_bytes, max_bytes)])]
+        return [await _limited_body(request, max_bytes, max_bytes)]
     if content_type == b"application/json":
-        limit = _base64_size(max_bytes) + MULTIPART_OVERHEAD_BYTES
-        body = b"".join([chunk async for chunk in _limited_chunks(request, limit, max_bytes)])
+        body = await _limited_body(request, _base64_size(max_bytes) + MULTIPART_OVERHEAD_BYTES, max_bytes)
         return await _json_images(body, field_name, max_bytes, urls)
     shown = content_type.decode("latin-1") or "no Content-Type"
     raise UnsupportedMediaType(
