@@ -73,13 +73,16 @@ class UrlPolicy:
         return host in self.names or any(address in network for network in self.networks)
 
 
+def _unmapped(address: Address) -> Address:
+    # An IPv4-mapped IPv6 address (::ffff:127.0.0.1) is judged as the IPv4 address it carries.
+    return getattr(address, "ipv4_mapped", None) or address
+
+
 def _literal_address(host: str) -> Address | None:
     try:
-        address = ipaddress.ip_address(host.strip("[]"))
+        return _unmapped(ipaddress.ip_address(host.strip("[]")))
     except ValueError:
         return None
-    mapped = getattr(address, "ipv4_mapped", None)
-    return mapped or address
 
 
 async def _vetted(url: httpx.URL, policy: UrlPolicy) -> Address:
@@ -100,7 +103,7 @@ async def _vetted(url: httpx.URL, policy: UrlPolicy) -> Address:
             found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise UrlFetchFailed(f"{host} could not be resolved ({exc})") from exc
-        addresses = [_literal_address(str(info[4][0])) or ipaddress.ip_address(info[4][0]) for info in found]
+        addresses = [_unmapped(ipaddress.ip_address(info[4][0])) for info in found]
     # Every address must pass, not just the first: the name may resolve to a mix.
     for address in addresses:
         if not policy.address_allowed(host, address):
