@@ -18,11 +18,10 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from tests.support.load import run_load
-
 from bench.path import ROOT, Server, service, stack
 from bench.quick import multipart, photo_jpeg
 from bench.run import wrk
+from tests.support.load import run_load
 
 SOURCES = tuple(f"127.0.0.{host}" for host in range(2, 10))
 

@@ -1,25 +1,30 @@
 """A "null" model with the service's contract, so a benchmark measures the request path and not ResNet-50.
 
-``input`` float32 [N, 224, 224, 3] → ``probabilities`` float32 [N, 1000], costing about 0.01 ms per image: one
+``input`` float32 [N, 224, 224, 3] → ``probabilities`` float32 [N, classes], costing about 0.01 ms per image: one
 pixel is sliced out of each image, multiplied by a fixed 3×1000 matrix and put through a softmax. Its metadata
 says its weights are random, as they are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from resnet_service.labels import Labels
+from resnet_service.model_contract import InputSpec, ModelContract
+
 __all__ = ["write_null_model"]
 
-CLASSES = 1000
 
-
-def write_null_model(path: Path) -> Path:
-    weights = np.random.default_rng(0).standard_normal((3, CLASSES)).astype(np.float32) / 100.0
+def write_null_model(path: Path, labels: Sequence[str] | None = None, seed: int = 0) -> Path:
+    """The null model, with the 1,000 ImageNet classes or ``labels``; ``seed`` picks its fixed matrix."""
+    names = Labels.load() if labels is None else Labels(tuple(labels))
+    classes = len(names.names)
+    weights = np.random.default_rng(seed).standard_normal((3, classes)).astype(np.float32) / 100.0
     initializers = [
         numpy_helper.from_array(np.array([0, 0, 0], dtype=np.int64), "starts"),
         numpy_helper.from_array(np.array([1, 1, 3], dtype=np.int64), "ends"),
@@ -37,12 +42,14 @@ def write_null_model(path: Path) -> Path:
         nodes,
         "null-classifier",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 224, 224, 3])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", CLASSES])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", classes])],
         initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="bench.null_model")
-    for key, value in {"weights": "random (null model for benchmarks)", "random_weights": "true"}.items():
-        model.metadata_props.add(key=key, value=value)
+    # It describes itself as an export does: ResNet-50's input and the ImageNet classes.
+    contract = ModelContract(InputSpec(), names, "null stand-in")
+    provenance = {"weights": "random (null model for benchmarks)", "random_weights": "true"}
+    helper.set_model_props(model, {**contract.metadata(), **provenance})
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))

@@ -60,9 +60,10 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def start_server(model: Path) -> tuple[subprocess.Popen[bytes], str, float]:
+def start_server(model: Path, settings: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str, float]:
+    """``resnet-service serve`` on a free port with only ``settings`` (RESNET_*) set; returned once ready."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RESNET_")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RESNET_")}, **(settings or {})}
     started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-m", "resnet_service.cli", "serve", "--port", str(port), "--model", str(model)],

@@ -22,7 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
     from resnet_service.settings import Settings
     from resnet_service.workers import serve_workers
 
-    overrides = {"model_path": args.model, "workers": args.workers}
+    overrides = {"model_path": args.model, "model_dir": args.model_dir, "workers": args.workers}
     settings = Settings(**{name: value for name, value in overrides.items() if value is not None})
     log_config = logging_config(settings.log_format, args.log_level)
     if settings.workers > 1:
@@ -55,13 +55,21 @@ def _positive(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="resnet-service", description="ResNet-50 behind an HTTP API.")
+    parser = argparse.ArgumentParser(
+        prog="resnet-service", description="Image classifiers exported from Keras behind an HTTP API."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve the HTTP API with uvicorn", description="Serve the HTTP API.")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
     serve.add_argument("--model", type=Path, help=MODEL_HELP)
+    serve.add_argument(
+        "--model-dir",
+        type=Path,
+        help="a folder of models to serve together, by name, reloading changed files (default: RESNET_MODEL_DIR); "
+        "replaces --model",
+    )
     serve.add_argument(
         "--workers",
         type=int,

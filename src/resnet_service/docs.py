@@ -3,18 +3,24 @@
 FastAPI's own pages load Swagger UI and ReDoc from a CDN, so in an air-gapped cluster, behind a strict proxy or
 without a network they are blank. Here every asset comes from this server, and the CDN-only extras are off:
 ReDoc's Google Fonts and Swagger UI's online validator badge.
+
+The OpenAPI description also lists the models being served, with their classes and input, as they are when the
+page is loaded (a model folder can change while the service runs).
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from importlib import resources
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-__all__ = ["install_docs", "DOCS_ASSETS_URL", "CONTENT_SECURITY_POLICY"]
+__all__ = ["install_docs", "list_models_in_openapi", "DOCS_ASSETS_URL", "CONTENT_SECURITY_POLICY"]
 
 DOCS_ASSETS_URL = "/docs-assets"
 DOCS_URL = "/docs"
@@ -79,3 +85,49 @@ def install_docs(app: FastAPI) -> None:
             with_google_fonts=False,
         )
         return _same_host_only(page)
+
+
+# Up to this many class names are listed per model; GET /models has them all.
+LISTED_CLASSES = 12
+
+
+def _models_section(models: list[Any], default: str) -> str:
+    lines = ["## Models", "", "| `?model=` | Classes | Input | Preprocessing | Weights |", "|---|---|---|---|---|"]
+    for served in sorted(models, key=lambda model: (model.name != default, model.name)):
+        contract = served.engine.contract
+        names = contract.labels.names
+        listed = ", ".join(names[:LISTED_CLASSES]) + (
+            f", … ({len(names)} in all)" if len(names) > LISTED_CLASSES else ""
+        )
+        spec = contract.input
+        size = "×".join(map(str, spec.row_shape))
+        lines.append(
+            f"| `{served.name}`{' (default)' if served.name == default else ''} | {listed} | {size} "
+            f"{spec.colour_order} {spec.layout} | {spec.mode} | {served.engine.weights} |"
+        )
+    return "\n".join(lines)
+
+
+def list_models_in_openapi(app: FastAPI, models: Callable[[], Any]) -> None:
+    """Add the served models to the OpenAPI description and to /predict's ``model`` choices, at each request.
+
+    ``models()`` gives the model repository (or None while starting).
+    """
+    cached = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = cached()
+        repository = models()
+        if repository is None or not repository.models:
+            return schema
+        schema = copy.deepcopy(schema)
+        served = list(repository.models.values())
+        schema["info"]["description"] += "\n\n" + _models_section(served, repository.default_name)
+        for parameter in schema["paths"].get("/predict", {}).get("post", {}).get("parameters", []):
+            if parameter["name"] == "model":
+                for choice in parameter["schema"].get("anyOf", [parameter["schema"]]):
+                    if choice.get("type") == "string":
+                        choice["enum"] = sorted(model.name for model in served)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -21,6 +21,7 @@ from resnet_service.batch_sizes import EVERY, POWERS_OF_TWO, model_batch_sizes, 
 from resnet_service.decode_gate import DecodeGate
 from resnet_service.device_runner import DeviceRunner
 from resnet_service.errors import InferenceFailed, StartupError
+from resnet_service.model_contract import ContractDefaults, ModelContract, read_contract
 
 __all__ = ["CudaOptions", "Engine", "choose_providers", "check_provider"]
 
@@ -117,6 +118,8 @@ class Engine:
     input_shape: list[int | str]
     output_name: str
     metadata: dict[str, str]
+    # What the file says about its input, preprocessing and classes.
+    contract: ModelContract
     # The batch sizes the model runs at; a batch is padded up to the next one.
     batch_sizes: tuple[int, ...]
     _executor: ThreadPoolExecutor = field(repr=False)
@@ -138,6 +141,7 @@ class Engine:
         batch_sizes: str | Sequence[int] = "auto",
         max_batch_size: int = 8,
         cuda: CudaOptions | None = None,
+        defaults: ContractDefaults | None = None,
     ) -> Engine:
         if not path.is_file():
             raise StartupError(
@@ -168,11 +172,11 @@ class Engine:
         provider = check_provider(device, session.get_providers())
         (model_input,) = session.get_inputs()
         (model_output,) = session.get_outputs()
-        if len(model_input.shape) != 4 or list(model_input.shape[1:]) != [224, 224, 3]:
-            raise StartupError(
-                f"model file {path} takes {model_input.shape}, not [N, 224, 224, 3]: export it with "
-                "scripts/export_onnx.py"
-            )
+        metadata = dict(sorted(session.get_modelmeta().custom_metadata_map.items()))
+        classes = model_output.shape[-1] if len(model_output.shape) == 2 else None
+        if not isinstance(classes, int):
+            raise StartupError(f"model file {path} gives {model_output.shape}, not [N, classes] probabilities")
+        contract = read_contract(metadata, model_input.shape, classes, path, defaults or ContractDefaults())
         sizes = _resolve_sizes(batch_sizes, max_batch_size, provider)
         runner = None
         if provider == CUDA:
@@ -188,7 +192,8 @@ class Engine:
             input_name=model_input.name,
             input_shape=list(model_input.shape),
             output_name=model_output.name,
-            metadata=dict(sorted(session.get_modelmeta().custom_metadata_map.items())),
+            metadata=metadata,
+            contract=contract,
             batch_sizes=sizes,
             _executor=executor,
             runner=runner,
@@ -230,7 +235,7 @@ class Engine:
         return probabilities[: len(rows)]
 
     def run_sync(self, rows: Sequence[np.ndarray]) -> np.ndarray:
-        """(1, 224, 224, 3) float32 rows → their (len(rows), 1000) probabilities, in the calling thread."""
+        """(1, *row_shape) float32 rows → their (len(rows), classes) probabilities, in the calling thread."""
         try:
             with self.gate.model_running() if self.gate is not None else nullcontext():
                 return self._run_rows(rows)
@@ -254,7 +259,7 @@ class Engine:
         5% of each other), so one run of the smallest does.
         """
         started = time.perf_counter()
-        row = np.zeros((1, 224, 224, 3), dtype=np.float32)
+        row = np.zeros((1, *self.contract.input.row_shape), dtype=np.float32)
         sizes = self.batch_sizes if self.runner is not None else self.batch_sizes[:1]
         graphs = self.runner is not None and self.runner.cuda_graphs
         # ONNX Runtime runs a graph's size normally before capturing it. Every size then replays once more, so

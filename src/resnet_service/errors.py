@@ -12,7 +12,9 @@ ServiceError                 an expected failure with an HTTP status and a stabl
 ├── UrlNotAllowed            403: an image URL while RESNET_URL_INPUTS is off, or one it refuses
 ├── UrlFetchFailed           502: the image URL could not be fetched (network, status, time)
 ├── InvalidInferenceRequest  400: a v2 infer request the protocol does not allow, or names unknown tensors
-├── ModelNotFound            404: a v2 route names a model or version this server does not serve
+├── ModelNotFound            404: a route names a model or version this server does not serve
+├── ModelLoadFailed          400: a model asked to load (or reload) failed; the old version keeps serving
+├── ModelControlRefused      409: unloading the default model
 ├── Unauthorized             401: RESNET_API_KEYS is set and the request has no valid bearer key
 ├── ModelNotReady            503: the model is not loaded or warmed up yet
 ├── Overloaded               503: RESNET_MAX_QUEUE requests are already waiting
@@ -48,6 +50,8 @@ __all__ = [
     "UrlFetchFailed",
     "InvalidInferenceRequest",
     "ModelNotFound",
+    "ModelLoadFailed",
+    "ModelControlRefused",
     "MalformedRequest",
     "ModelNotReady",
     "Overloaded",
@@ -152,10 +156,24 @@ class InvalidInferenceRequest(ServiceError):
 
 
 class ModelNotFound(ServiceError):
-    """Raised when a v2 route names a model other than resnet50, or a version other than 1."""
+    """Raised when a route names a model this server does not serve, or a version other than 1."""
 
     status = 404
     code = "model_not_found"
+
+
+class ModelLoadFailed(ServiceError):
+    """Raised when a model asked to load cannot be loaded or verified; whatever served before still does."""
+
+    status = 400
+    code = "model_load_failed"
+
+
+class ModelControlRefused(ServiceError):
+    """Raised when asked to unload the default model, which /predict without ?model= needs."""
+
+    status = 409
+    code = "model_control_refused"
 
 
 class ModelNotReady(ServiceError):

@@ -1,19 +1,16 @@
 """Class names in model output order, and Keras' top-k decoding.
 
-An exported file names its classes in its metadata (``labels``: a JSON list, or ``imagenet`` for the 1,000
-ImageNet classes, whose names ship with the service); a file without that key is taken for ImageNet ResNet-50.
+An exported file names its classes in its metadata (see model_contract); the 1,000 ImageNet names ship with the
+package for the export to write into ResNet-50's files and for RESNET_LABELS=imagenet.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
-
-from resnet_service.errors import StartupError
 
 __all__ = ["Labels"]
 
@@ -23,25 +20,6 @@ class Labels:
     """The model's class names in output order."""
 
     names: tuple[str, ...]
-
-    @classmethod
-    def for_model(cls, metadata: Mapping[str, str], classes: int, path: object) -> Labels:
-        """The names a model's metadata gives, checked against its number of outputs."""
-        recorded = metadata.get("labels", "imagenet")
-        if recorded == "imagenet":
-            labels = cls.load()
-        else:
-            try:
-                names = json.loads(recorded)
-            except ValueError as exc:
-                raise StartupError(f"model file {path}: its labels metadata is not a JSON list ({exc})") from exc
-            labels = cls(names=tuple(str(name) for name in names))
-        if len(labels.names) != classes:
-            raise StartupError(
-                f"model file {path} has {classes} outputs but names {len(labels.names)} classes: export it with "
-                "scripts/export_onnx.py --model FILE --labels FILE"
-            )
-        return labels
 
     @classmethod
     def load(cls) -> Labels:

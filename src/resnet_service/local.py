@@ -10,7 +10,7 @@ import numpy as np
 
 from resnet_service.engine import CudaOptions, Engine
 from resnet_service.errors import InvalidImage, ServiceError, StartupError
-from resnet_service.labels import Labels
+from resnet_service.model_contract import ContractDefaults, InputSpec
 from resnet_service.preprocessing import preprocess
 from resnet_service.schemas import ErrorDetail, ErrorResponse, PredictResponse
 from resnet_service.settings import Settings
@@ -21,12 +21,12 @@ __all__ = ["classify_files"]
 NO_MODEL = 3
 
 
-def _tensor(path: Path, settings: Settings) -> np.ndarray:
+def _tensor(path: Path, settings: Settings, spec: InputSpec) -> np.ndarray:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InvalidImage(f"cannot read the file: {exc.strerror or exc}") from exc
-    return preprocess(data, settings.max_image_pixels, settings.resize == "fast")
+    return preprocess(data, settings.max_image_pixels, settings.resize == "fast", spec)
 
 
 def classify_files(paths: list[Path], settings: Settings, out: TextIO, err: TextIO) -> int:
@@ -42,18 +42,19 @@ def classify_files(paths: list[Path], settings: Settings, out: TextIO, err: Text
             batch_sizes=(1,),
             max_batch_size=1,
             cuda=CudaOptions(settings.cuda_conv_algo_search, settings.cuda_graphs, settings.cuda_prefer_nhwc),
+            defaults=ContractDefaults(settings.preprocessing, settings.labels),
         )
     except StartupError as exc:
         print(f"resnet-service predict: {exc}", file=err)
         return NO_MODEL
     if engine.random_weights:
         print(f"warning: {engine.path} has RANDOM weights: these predictions are meaningless", file=err)
-    labels = Labels.load()
+    labels, spec = engine.contract.labels, engine.contract.input
     failed = False
     try:
         for path in paths:
             try:
-                probabilities = engine.run_sync([_tensor(path, settings)])[0]
+                probabilities = engine.run_sync([_tensor(path, settings, spec)])[0]
             except ServiceError as exc:
                 failed = True
                 answer: PredictResponse | ErrorResponse = ErrorResponse(

@@ -26,7 +26,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "ModelMetrics"]
 
 # Seconds, from a single fast stage (a few ms) to a request queued behind a full batch under overload.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -54,19 +54,26 @@ class Metrics:
             ["method", "route"],
         )
         self.queue_seconds = self._seconds(
-            "resnet_queue_wait_seconds", "Per image: time from joining the batcher's queue to its batch starting."
+            "resnet_queue_wait_seconds",
+            "Per image: time from joining the batcher's queue to its batch starting.",
+            ["model"],
         )
         self.preprocess_seconds = self._seconds(
-            "resnet_preprocess_seconds", "Per image: decode, resize and normalise, in the preprocessing pool."
+            "resnet_preprocess_seconds",
+            "Per image: decode, resize and normalise, in the preprocessing pool.",
+            ["model"],
         )
         self.inference_seconds = self._seconds(
-            "resnet_inference_seconds", "Per batch: ONNX Runtime compute for the whole batch."
+            "resnet_inference_seconds", "Per batch: ONNX Runtime compute for the whole batch.", ["model"]
         )
         self.batch_size = Histogram(
-            "resnet_batch_size", "Rows per ONNX Runtime call.", buckets=BATCH_SIZE_BUCKETS, registry=registry
+            "resnet_batch_size", "Rows per ONNX Runtime call.", ["model"], buckets=BATCH_SIZE_BUCKETS, registry=registry
         )
         self.images = Counter(
-            "resnet_images", "Images (or v2 tensor rows) classified, by outcome.", ["outcome"], registry=registry
+            "resnet_images",
+            "Images (or v2 tensor rows) classified, by model and outcome.",
+            ["model", "outcome"],
+            registry=registry,
         )
         self.in_flight = Gauge(
             "resnet_requests_in_flight",
@@ -76,16 +83,18 @@ class Metrics:
         )
         self.queue_depth = Gauge(
             "resnet_queue_depth",
-            "Images admitted and not yet in a running batch (decoding or queued).",
+            "Images admitted and not yet in a running batch (decoding or queued), per model.",
+            ["model"],
             registry=registry,
             multiprocess_mode="livesum",
         )
         # An info metric as a gauge of 1, which is what the text format makes of one, since multiprocess mode
         # has no Info.
+        self._described: list[dict[str, str]] = []
         self.model = Gauge(
             "resnet_model_info",
-            "The model being served: weights source and execution provider.",
-            ["name", "path", "weights", "random_weights", "provider"],
+            "Each model being served: its file, weights source, execution provider and version (loads so far).",
+            ["name", "path", "weights", "random_weights", "provider", "version"],
             registry=registry,
             multiprocess_mode="max",
         )
@@ -93,18 +102,38 @@ class Metrics:
     def _seconds(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Histogram:
         return Histogram(name, documentation, labels, buckets=LATENCY_BUCKETS, registry=self.registry)
 
-    def watch_queue(self, depth: Callable[[], int]) -> None:
-        """Read the queue depth at scrape time, so the gauge is never stale (one process only)."""
-        self.queue_depth.set_function(lambda: float(depth()))
+    def watch_queue(self, model: str, depth: Callable[[], int]) -> None:
+        """Read a model's queue depth at scrape time, so the gauge is never stale (one process only)."""
+        self.queue_depth.labels(model).set_function(lambda: float(depth()))
 
-    async def publish_queue_depth(self, depth: Callable[[], int], every_s: float = 0.25) -> None:
-        """Write this worker's queue depth to its file every ``every_s``: another worker may answer the scrape."""
+    async def publish_queue_depths(self, depths: Callable[[], dict[str, int]], every_s: float = 0.25) -> None:
+        """Write this worker's queue depths to its file every ``every_s``: another worker may answer the scrape."""
         while True:
-            self.queue_depth.set(depth())
+            for model, depth in depths().items():
+                self.queue_depth.labels(model).set(depth)
             await asyncio.sleep(every_s)
 
     def describe_model(self, labels: dict[str, str]) -> None:
+        """One model's info series; a model's earlier versions are taken out, so each name has one series."""
+        for existing in list(self._described):
+            if existing["name"] == labels["name"]:
+                self.model.remove(*existing.values())
+                self._described.remove(existing)
         self.model.labels(**labels).set(1)
+        self._described.append(labels)
+
+    def forget_model(self, name: str) -> None:
+        """An unloaded model's info and queue depth leave /metrics; its counters stay, as counters do."""
+        for existing in [labels for labels in self._described if labels["name"] == name]:
+            self.model.remove(*existing.values())
+            self._described.remove(existing)
+        try:
+            self.queue_depth.remove(name)
+        except KeyError:
+            pass  # never had a queue-depth series (not yet loaded)
+
+    def for_model(self, name: str) -> ModelMetrics:
+        return ModelMetrics(self, name)
 
     def exposition(self) -> bytes:
         """The text format: this process's series, or with workers, every live worker's added up."""
@@ -119,6 +148,21 @@ class Metrics:
         if self.multiprocess_dir is not None:
             multiprocess.mark_process_dead(os.getpid(), str(self.multiprocess_dir))
 
+
+class ModelMetrics:
+    """One model's per-image and per-batch series: the service's, with the model's name as their label."""
+
+    def __init__(self, metrics: Metrics, name: str) -> None:
+        self.name = name
+        self.queue_seconds = metrics.queue_seconds.labels(name)
+        self.preprocess_seconds = metrics.preprocess_seconds.labels(name)
+        self._inference_seconds = metrics.inference_seconds.labels(name)
+        self._batch_size = metrics.batch_size.labels(name)
+        self._images = metrics.images
+
+    def count_image(self, outcome: str) -> None:
+        self._images.labels(self.name, outcome).inc()
+
     def observe_batch(self, size: int, seconds: float) -> None:
-        self.batch_size.observe(size)
-        self.inference_seconds.observe(seconds)
+        self._batch_size.observe(size)
+        self._inference_seconds.observe(seconds)

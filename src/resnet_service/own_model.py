@@ -2,7 +2,7 @@
 
 A fine-tuned ResNet-50 with a new head (12 classes, say) is exported like ResNet50 itself, with its label file;
 the names go into the ONNX file's metadata, which the service reads, so the file says what its outputs mean.
-Only models that take the service's input (224×224 RGB, preprocessed as Keras' ResNet50 expects) are accepted.
+The model takes one RGB image of a fixed size (its own, or its backbone's where the model leaves it open).
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from resnet_service.preprocessing import INPUT_SIZE
 
 if TYPE_CHECKING:
     import keras
@@ -55,8 +53,13 @@ def read_labels(path: Path) -> list[str]:
     return names
 
 
-def load_own_model(path: Path, labels: list[str] | None) -> tuple[keras.Model, str]:
-    """The saved model and its provenance, checked against its labels (None: the 1,000 ImageNet classes)."""
+def load_own_model(
+    path: Path, labels: list[str] | None, backbone_size: int
+) -> tuple[keras.Model, str, tuple[int, int]]:
+    """The saved model, its provenance and input size, checked against its labels (None: the ImageNet classes).
+
+    A model whose height and width are open (None) is exported at ``backbone_size``.
+    """
     import keras
 
     if not path.is_file():
@@ -65,9 +68,12 @@ def load_own_model(path: Path, labels: list[str] | None) -> tuple[keras.Model, s
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:
         raise OwnModelRefused(f"--model {path}: Keras could not load it ({exc})") from exc
-    expected = (None, *INPUT_SIZE, 3)
-    if tuple(model.input_shape) != expected:
-        raise OwnModelRefused(f"--model {path} takes {model.input_shape}; the service feeds {expected}")
+    shape = model.input_shape
+    if not isinstance(shape, tuple) or len(shape) != 4 or shape[-1] != 3:
+        raise OwnModelRefused(f"--model {path} takes {shape}; the service feeds one (batch, height, width, 3) input")
+    height, width = shape[1] or backbone_size, shape[2] or backbone_size
+    if (shape[1] is None) != (shape[2] is None):
+        raise OwnModelRefused(f"--model {path} takes {shape}: fix both height and width, or neither")
     classes = model.output_shape[-1]
     if len(model.output_shape) != 2 or not isinstance(classes, int):
         raise OwnModelRefused(f"--model {path} gives {model.output_shape}, not (batch, classes) probabilities")
@@ -76,4 +82,4 @@ def load_own_model(path: Path, labels: list[str] | None) -> tuple[keras.Model, s
     if labels is not None and len(labels) != classes:
         raise OwnModelRefused(f"the label file has {len(labels)} names; --model {path} has {classes} classes")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return model, f"file {path.name} sha256={digest}"
+    return model, f"file {path.name} sha256={digest}", (height, width)

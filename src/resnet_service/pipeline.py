@@ -21,7 +21,8 @@ import numpy as np
 from resnet_service.batcher import DynamicBatcher, QueueFull, Slot
 from resnet_service.decode_gate import DecodeGate
 from resnet_service.errors import DeadlineExceeded, Overloaded, ServiceError, TooManyImages
-from resnet_service.metrics import Metrics
+from resnet_service.metrics import ModelMetrics
+from resnet_service.model_contract import InputSpec
 from resnet_service.observe import RequestStats
 from resnet_service.preprocessing import Preprocessed, preprocess_image
 from resnet_service.settings import Settings
@@ -34,12 +35,14 @@ T = TypeVar("T")
 RETRY_AFTER_S = 1
 
 
-def _timed_preprocess(data: bytes, max_pixels: int, fast: bool, gate: DecodeGate) -> tuple[Preprocessed, float]:
+def _timed_preprocess(
+    data: bytes, max_pixels: int, fast: bool, spec: InputSpec, gate: DecodeGate
+) -> tuple[Preprocessed, float]:
     # Timed in the pool's thread, inside the gate: the preprocessing figure is the work itself, not the wait for a
     # free thread or for the model to finish a run.
     with gate.decoding():
         started = time.perf_counter()
-        return preprocess_image(data, max_pixels, fast), time.perf_counter() - started
+        return preprocess_image(data, max_pixels, fast, spec), time.perf_counter() - started
 
 
 def _overloaded(exc: QueueFull) -> Overloaded:
@@ -48,11 +51,14 @@ def _overloaded(exc: QueueFull) -> Overloaded:
 
 @dataclass(frozen=True)
 class Pipeline:
+    """One model's way from bytes to probabilities; the pool and the gate are shared by every model."""
+
     batcher: DynamicBatcher
     preprocess_pool: ThreadPoolExecutor
     settings: Settings
-    metrics: Metrics
+    metrics: ModelMetrics
     gate: DecodeGate
+    spec: InputSpec
 
     async def admit(self) -> Slot:
         """A place in the queue, waiting up to RESNET_QUEUE_WAIT_S for one, or ``Overloaded`` (503, Retry-After)."""
@@ -86,12 +92,12 @@ class Pipeline:
             )
 
     async def classify_image(self, data: bytes, slot: Slot, stats: RequestStats) -> np.ndarray:
-        """Encoded image → its (1000,) probabilities."""
+        """Encoded image → its (classes,) probabilities."""
         loop = asyncio.get_running_loop()
         settings = self.settings
         fast = settings.resize == "fast"
         image, seconds = await loop.run_in_executor(
-            self.preprocess_pool, _timed_preprocess, data, settings.max_image_pixels, fast, self.gate
+            self.preprocess_pool, _timed_preprocess, data, settings.max_image_pixels, fast, self.spec, self.gate
         )
         stats.image_sizes.append(f"{image.width}x{image.height}")
         stats.preprocess_s += seconds
@@ -103,13 +109,13 @@ class Pipeline:
         try:
             probabilities = await self.classify_image(data, slot, stats)
         except ServiceError as exc:
-            self.metrics.images.labels(exc.code).inc()
+            self.metrics.count_image(exc.code)
             raise
-        self.metrics.images.labels("ok").inc()
+        self.metrics.count_image("ok")
         return probabilities
 
     async def run_row(self, row: np.ndarray, slot: Slot, stats: RequestStats) -> np.ndarray:
-        """A preprocessed (1, 224, 224, 3) row → its (1000,) probabilities, in whichever batch it lands."""
+        """A preprocessed (1, *row_shape) row → its (classes,) probabilities, in whichever batch it lands."""
         probabilities = await self.batcher.submit(row, slot)
         stats.queue_s += slot.queue_s
         stats.inference_s += slot.inference_s
@@ -139,5 +145,5 @@ class Pipeline:
                 slots.append(exc)
         results = await asyncio.gather(*(one(item, slot) for item, slot in zip(items, slots, strict=True)))
         for result in results:
-            self.metrics.images.labels(result.code if isinstance(result, ServiceError) else "ok").inc()
+            self.metrics.count_image(result.code if isinstance(result, ServiceError) else "ok")
         return results

@@ -1,13 +1,15 @@
-"""Upload bytes → the float32 tensor the model takes, exactly as the seed's Keras path makes it.
+"""Upload bytes → the float32 tensor the model takes, as its ``InputSpec`` (from the model's metadata) says.
 
-The seed does: PIL ``open`` → ``convert("RGB")`` when the mode is not RGB → ``resize((224, 224))`` →
-``img_to_array`` → ``imagenet_utils.preprocess_input`` (caffe mode). A plain RGB upload goes through the same
-PIL and numpy operations here, so the tensor is bit-identical; only images the seed handled badly (EXIF
-rotation, alpha, 16-bit) take a different, documented route.
+For ResNet-50 that is what Keras does: PIL ``open`` → ``convert("RGB")`` when the mode is not RGB →
+``resize((224, 224))`` → ``img_to_array`` → ``imagenet_utils.preprocess_input`` (caffe mode). A plain RGB upload
+goes through the same PIL and numpy operations here, so the tensor is bit-identical; only images that path handles
+badly (EXIF rotation, alpha, 16-bit) take a different, documented route. Other models get their own size, resize
+filter, colour order, means and scales, and layout.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from dataclasses import dataclass
@@ -16,9 +18,10 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from resnet_service.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
+from resnet_service.model_contract import InputSpec
 
 __all__ = [
-    "INPUT_SIZE",
+    "RESNET50_INPUT",
     "SUPPORTED_FORMATS",
     "Preprocessed",
     "decode_image",
@@ -29,15 +32,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-INPUT_SIZE = (224, 224)
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP", "TIFF"})
-# imagenet_utils.preprocess_input(mode="caffe") subtracts these from the B, G, R channels.
-# RESNET_RESIZE=fast: DCT-domain downscaling only for JPEGs at least 4× the input, and only down to 2× it, so
-# the bicubic resize still has twice the pixels it needs.
-FAST_DECODE_MIN_SIDE = 4 * INPUT_SIZE[0]
-FAST_DECODE_TARGET = (2 * INPUT_SIZE[0], 2 * INPUT_SIZE[1])
-CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
-_CAFFE_MEAN_PLANE = np.broadcast_to(CAFFE_BGR_MEAN, (INPUT_SIZE[1], INPUT_SIZE[0], 3)).copy()
+# Keras ResNet50's input: 224×224, caffe mode (BGR minus the ImageNet BGR means), bicubic resize.
+RESNET50_INPUT = InputSpec()
 
 _EXIF_ORIENTATION = 0x0112
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
@@ -102,18 +99,20 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_image(data: bytes, max_pixels: int, fast: bool = False) -> Image.Image:
+def decode_image(data: bytes, max_pixels: int, fast: bool = False, spec: InputSpec = RESNET50_INPUT) -> Image.Image:
     """Decode an upload to an upright RGB image, translating every Pillow failure into a ServiceError.
 
-    ``fast`` lets a JPEG with both sides ≥ 896 decode at 1/2, 1/4 or 1/8 scale in the DCT domain
-    (``Image.draft``), never below 448 on either side; the pixels then differ slightly from the seed's full decode.
+    ``fast`` lets a JPEG with both sides at least 4× the model's input decode at 1/2, 1/4 or 1/8 scale in the DCT
+    domain (``Image.draft``), never below 2× it, so the resize still has twice the pixels it needs; the pixels then
+    differ slightly from a full decode.
     """
-    return _decode(_open(data, max_pixels), fast)
+    return _decode(_open(data, max_pixels), fast, spec)
 
 
-def _decode(image: Image.Image, fast: bool) -> Image.Image:
-    if fast and image.format in ("JPEG", "MPO") and min(image.size) >= FAST_DECODE_MIN_SIDE:
-        image.draft(None, FAST_DECODE_TARGET)
+def _decode(image: Image.Image, fast: bool, spec: InputSpec) -> Image.Image:
+    side = max(spec.height, spec.width)
+    if fast and image.format in ("JPEG", "MPO") and min(image.size) >= 4 * side:
+        image.draft(None, (2 * spec.width, 2 * spec.height))
     try:
         # Animations open on their first frame, which is the one classified.
         image.load()
@@ -129,20 +128,36 @@ def _decode(image: Image.Image, fast: bool) -> Image.Image:
         raise InvalidImage(f"the image could not be decoded ({type(exc).__name__}: {exc})") from exc
 
 
-def to_model_input(image: Image.Image, fast: bool = False) -> np.ndarray:
-    """RGB image → float32 (224, 224, 3), as ``img_to_array`` + ``preprocess_input(mode="caffe")``."""
-    # The seed calls resize() with Pillow's default filter (bicubic); keep it for Keras parity. In fast mode a
-    # large image is first box-reduced by an integer factor, which Pillow does far faster than bicubic.
-    resized = image.resize(INPUT_SIZE, reducing_gap=3.0 if fast else None)
-    # Pillow swaps the channels into a contiguous BGR buffer, so numpy widens and centres it in one contiguous
-    # pass, three times faster than through a reversed view; each element is still float32(x) - mean.
-    bgr = Image.merge("RGB", resized.split()[::-1])
-    return np.subtract(np.asarray(bgr), _CAFFE_MEAN_PLANE, dtype=np.float32)
+@functools.lru_cache(maxsize=8)
+def _caffe_mean_plane(height: int, width: int, mean: tuple[float, float, float]) -> np.ndarray:
+    return np.broadcast_to(np.array(mean, dtype=np.float32), (height, width, 3)).copy()
 
 
-def preprocess(data: bytes, max_pixels: int, fast: bool = False) -> np.ndarray:
-    """Encoded image bytes → float32 (1, 224, 224, 3) ready for the model; ``fast`` is RESNET_RESIZE=fast."""
-    return to_model_input(decode_image(data, max_pixels, fast), fast)[np.newaxis]
+def to_model_input(image: Image.Image, fast: bool = False, spec: InputSpec = RESNET50_INPUT) -> np.ndarray:
+    """RGB image → float32 ``spec.row_shape``: resized, channels ordered, ``(pixel - mean) / std``."""
+    # Pillow's default filter is bicubic, as Keras' own path used it; keep it for parity. In fast mode a large
+    # image is first box-reduced by an integer factor, which Pillow does far faster than bicubic.
+    resized = image.resize((spec.width, spec.height), spec.resample, reducing_gap=3.0 if fast else None)
+    if spec.colour_order == "BGR":
+        # Pillow swaps the channels into a contiguous buffer, so numpy widens and centres it in one contiguous
+        # pass, three times faster than through a reversed view.
+        resized = Image.merge("RGB", resized.split()[::-1])
+    if spec.std == (1.0, 1.0, 1.0):
+        # caffe and none: each element is float32(x) - mean, as Keras computes it.
+        plane = _caffe_mean_plane(spec.height, spec.width, spec.mean)
+        tensor = np.subtract(np.asarray(resized), plane, dtype=np.float32)
+    else:
+        tensor = np.asarray(resized, dtype=np.float32)
+        tensor -= np.array(spec.mean, dtype=np.float32)
+        tensor /= np.array(spec.std, dtype=np.float32)
+    if spec.layout == "NCHW":
+        return np.ascontiguousarray(tensor.transpose(2, 0, 1))
+    return tensor
+
+
+def preprocess(data: bytes, max_pixels: int, fast: bool = False, spec: InputSpec = RESNET50_INPUT) -> np.ndarray:
+    """Encoded image bytes → float32 (1, *spec.row_shape) ready for the model; ``fast`` is RESNET_RESIZE=fast."""
+    return to_model_input(decode_image(data, max_pixels, fast, spec), fast, spec)[np.newaxis]
 
 
 @dataclass(frozen=True)
@@ -154,8 +169,10 @@ class Preprocessed:
     height: int
 
 
-def preprocess_image(data: bytes, max_pixels: int, fast: bool = False) -> Preprocessed:
+def preprocess_image(
+    data: bytes, max_pixels: int, fast: bool = False, spec: InputSpec = RESNET50_INPUT
+) -> Preprocessed:
     """``preprocess``, also reporting the upload's width and height as stored in the file."""
     image = _open(data, max_pixels)
     width, height = image.size
-    return Preprocessed(to_model_input(_decode(image, fast), fast)[np.newaxis], width, height)
+    return Preprocessed(to_model_input(_decode(image, fast, spec), fast, spec)[np.newaxis], width, height)

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from resnet_service.errors import ServiceError
+from resnet_service.errors import ServiceError, StartupError
+from resnet_service.model_contract import InputSpec, read_contract
 from resnet_service.preprocessing import preprocess
 
 __all__ = ["QuantizationReport", "quantize_int8", "calibration_images"]
@@ -48,11 +49,11 @@ def calibration_images(directory: Path) -> list[Path]:
     return paths
 
 
-def _tensors(paths: Sequence[Path]) -> np.ndarray:
+def _tensors(paths: Sequence[Path], spec: InputSpec) -> np.ndarray:
     tensors = []
     for path in paths:
         try:
-            tensors.append(preprocess(path.read_bytes(), max_pixels=10**9))
+            tensors.append(preprocess(path.read_bytes(), max_pixels=10**9, spec=spec))
         except ServiceError as exc:
             raise ValueError(f"{path} is not a usable image: {exc.message}") from exc
     return np.concatenate(tensors)
@@ -95,8 +96,15 @@ def quantize_int8(
     holdout = paths[::HOLDOUT_EVERY]
     calibrate = [p for p in paths if p not in holdout]
     progress(f"calibrating INT8 on {len(calibrate)} images from {calibration_dir} ({len(holdout)} held out)")
-    calibration_tensors, holdout_tensors = _tensors(calibrate), _tensors(holdout)
-    input_name = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+    model_input, model_output = session.get_inputs()[0], session.get_outputs()[0]
+    metadata = session.get_modelmeta().custom_metadata_map
+    try:
+        spec = read_contract(metadata, model_input.shape, model_output.shape[-1], fp32).input
+    except StartupError as exc:
+        raise ValueError(str(exc)) from exc
+    calibration_tensors, holdout_tensors = _tensors(calibrate, spec), _tensors(holdout, spec)
+    input_name = model_input.name
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         # ONNX shape inference suffices: only the batch axis is symbolic, so sympy is not needed.

@@ -10,6 +10,8 @@ __all__ = [
     "Prediction",
     "PredictResponse",
     "ErrorDetail",
+    "InputContract",
+    "ModelSummary",
     "ErrorResponse",
     "ModelInfo",
     "Health",
@@ -66,7 +68,44 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+class InputContract(BaseModel):
+    """What one image becomes before the model sees it, as the model file says."""
+
+    shape: list[int] = Field(description="One image's tensor, without the batch axis.")
+    layout: Literal["NHWC", "NCHW"]
+    preprocessing: Literal["caffe", "tf", "torch", "none"] = Field(
+        description="keras.applications' preprocess_input mode."
+    )
+    colour_order: Literal["RGB", "BGR"]
+    mean: list[float] = Field(description="Subtracted from each channel, in pixel units (0-255), in colour order.")
+    std: list[float] = Field(description="Then divided into each channel, in pixel units.")
+    resize_filter: str
+
+
+class ModelSummary(BaseModel):
+    """A served model: what to call it, what it answers, and what it takes."""
+
+    name: str = Field(description="`/predict?model=NAME`, `/v2/models/NAME`.")
+    default: bool = Field(description="Whether /predict without ?model= uses it.")
+    version: int = Field(description="How many times this name has been loaded: a reload adds one.")
+    architecture: str
+    random_weights: bool
+    classes: int
+    labels: list[str] = Field(description="The class names, in output order.")
+    input: InputContract
+
+
 class ModelInfo(BaseModel):
+    name: str
+    version: int = Field(description="How many times this name has been loaded: a reload adds one.")
+    loaded_at: float = Field(description="When this version started serving (Unix time).")
+    last_error: str | None = Field(
+        None, description="Why the last load of a newer version failed; this version serves on meanwhile."
+    )
+    waiting: int = Field(description="This model's requests admitted and not yet in a running batch.")
+    architecture: str
+    classes: int
+    input: InputContract
     path: str
     sha256: str
     weights: str = Field(description="imagenet, random (seed N), or a weights file and its sha256.")
@@ -86,12 +125,16 @@ class ModelInfo(BaseModel):
 class Health(BaseModel):
     status: Literal["ready", "starting", "stopping"]
     version: str
-    model: ModelInfo | None
-    warning: str | None = Field(None, description="Set when the weights are random.")
+    model: ModelInfo | None = Field(description="The default model.")
+    models: list[ModelInfo] = Field(description="Every model being served, the default first.")
+    failures: dict[str, str] = Field(
+        description="Models in the model folder that are not being served, and why (a failed load)."
+    )
+    warning: str | None = Field(None, description="Set when a model's weights are random.")
     versions: dict[str, str] = Field(description="Versions of the libraries that serve the model.")
     intra_op_threads: int
-    waiting: int = Field(description="Requests admitted and not yet in a running batch (decoding or queued).")
-    max_queue: int = Field(description="RESNET_MAX_QUEUE: past this many waiting, /predict answers 503.")
+    waiting: int = Field(description="Requests admitted and not yet in a running batch, over every model.")
+    max_queue: int = Field(description="RESNET_MAX_QUEUE, per model: past this many waiting, /predict answers 503.")
 
 
 class Liveness(BaseModel):

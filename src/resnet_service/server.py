@@ -28,11 +28,11 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._app.state.status == "ready":
-            batcher = self._app.state.batcher
+            models = self._app.state.models
             logger.info(
-                "%s: readiness is now 503; draining the requests in flight (%d waiting for the model)",
+                "%s: readiness is now 503; draining the requests in flight (%d waiting for a model)",
                 signal.Signals(sig).name,
-                batcher.waiting if batcher is not None else 0,
+                sum(models.depths().values()) if models is not None else 0,
             )
             self._app.state.status = "stopping"
         super().handle_exit(sig, frame)

@@ -58,7 +58,44 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RESNET_", extra="ignore", protected_namespaces=())
 
-    model_path: Path = Field(Path("models/resnet50.onnx"), description="The exported ONNX model file.")
+    model_path: Path = Field(
+        Path("models/resnet50.onnx"), description="The exported ONNX model file, when RESNET_MODEL_DIR is not set."
+    )
+    model_name: str = Field(
+        "resnet50",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="The name RESNET_MODEL_PATH's model is served under: /predict?model=NAME and /v2/models/NAME.",
+    )
+    model_dir: Path | None = Field(
+        None,
+        description="A folder of exported models served together, one .onnx file or one subfolder holding one "
+        ".onnx file each, named by the file's stem or the subfolder's name. New and changed files are loaded and "
+        "swapped in without downtime (see RESNET_MODEL_POLL_S). Replaces RESNET_MODEL_PATH.",
+    )
+    default_model: str | None = Field(
+        None,
+        description="With RESNET_MODEL_DIR: the model /predict serves without ?model=NAME; default: the first name "
+        "in sorted order.",
+    )
+    model_poll_s: float = Field(
+        2.0,
+        ge=0.0,
+        le=3600.0,
+        description="With RESNET_MODEL_DIR: how often the folder is checked for new, changed and removed models; "
+        "a file is loaded once it has not changed for one interval. 0: only POST "
+        "/v2/repository/models/NAME/load loads.",
+    )
+    preprocessing: Literal["caffe", "tf", "torch", "none"] | None = Field(
+        None,
+        description="How to preprocess images for a model file whose metadata does not say (an ONNX file not made "
+        "by the export): caffe, tf, torch or none, as keras.applications' preprocess_input. Its input size and "
+        "layout come from the file's input shape. Files that describe themselves ignore it.",
+    )
+    labels: str | None = Field(
+        None,
+        description="The class names of a model file whose metadata does not name them: a label file (one name "
+        "per line, or JSON) or imagenet.",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA when a working CUDA provider exists, else CPU. cuda: CUDA or fail."
     )

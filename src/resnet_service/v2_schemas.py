@@ -20,7 +20,6 @@ from pydantic import BaseModel, Field
 from resnet_service.errors import InvalidInferenceRequest
 
 __all__ = [
-    "V2_MODEL_NAME",
     "V2_MODEL_VERSION",
     "IMAGE_INPUT",
     "TENSOR_INPUT",
@@ -32,6 +31,7 @@ __all__ = [
     "ResponseOutput",
     "ServerMetadata",
     "ModelMetadata",
+    "RepositoryModel",
     "TensorMetadata",
     "V2Error",
     "bytes_elements",
@@ -40,7 +40,6 @@ __all__ = [
     "inline_json_schema",
 ]
 
-V2_MODEL_NAME = "resnet50"
 V2_MODEL_VERSION = "1"
 IMAGE_INPUT = "image"
 TENSOR_INPUT = "input"
@@ -72,6 +71,15 @@ class ModelMetadata(BaseModel):
     platform: str
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
+
+
+class RepositoryModel(BaseModel):
+    """One entry of ``POST /v2/repository/index`` (the model repository extension, as Triton answers it)."""
+
+    name: str
+    version: str | None = None
+    state: str = Field(description="READY, or UNAVAILABLE with the reason.")
+    reason: str = ""
 
 
 class RequestInput(BaseModel):

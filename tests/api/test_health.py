@@ -41,7 +41,7 @@ def test_openapi_documents_the_upload_example_and_every_error(client: TestClient
     form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
     image = form["properties"]["image"]
     assert form["required"] == ["image"] and image["type"] == "array" and image["items"]["format"] == "binary"
-    assert {parameter["name"] for parameter in operation["parameters"]} == {"top_k"}
+    assert {parameter["name"] for parameter in operation["parameters"]} == {"top_k", "model"}
     assert set(operation["responses"]) >= {"200", "400", "413", "415", "422", "500", "503"}
     example = spec["components"]["schemas"]["PredictResponse"]["example"]
     assert example["predictions"][0]["label"] == "Eskimo_dog" and example["success"] is True

@@ -36,8 +36,8 @@ def test_requests_are_counted_by_route_and_status(client: TestClient) -> None:
     assert _value(samples, "resnet_requests_total", method="GET", route="unmatched", status="404") == 1
     assert _value(samples, "resnet_request_duration_seconds_count", method="POST", route="/predict") == 4
     # A one-image request's images are counted like a several-image one's, failures included.
-    assert _value(samples, "resnet_images_total", outcome="ok") == 3
-    assert _value(samples, "resnet_images_total", outcome="invalid_image") == 1
+    assert _value(samples, "resnet_images_total", model="resnet50", outcome="ok") == 3
+    assert _value(samples, "resnet_images_total", model="resnet50", outcome="invalid_image") == 1
 
 
 def test_stage_histograms_batch_sizes_and_gauges_follow_the_images(client: TestClient) -> None:
@@ -46,13 +46,14 @@ def test_stage_histograms_batch_sizes_and_gauges_follow_the_images(client: TestC
     assert client.post("/predict", files={"image": ("d.jpg", JPEG)}).status_code == 200
     samples = _samples(client)
     # Four uploads were decoded; three reached the model, in however many batches the batcher formed.
-    assert _value(samples, "resnet_preprocess_seconds_count") == 3
-    assert _value(samples, "resnet_queue_wait_seconds_count") == 3
-    assert _value(samples, "resnet_batch_size_sum") == 3
-    assert _value(samples, "resnet_inference_seconds_count") == _value(samples, "resnet_batch_size_count") >= 1
-    assert _value(samples, "resnet_images_total", outcome="ok") == 3
-    assert _value(samples, "resnet_images_total", outcome="invalid_image") == 1
-    assert _value(samples, "resnet_queue_depth") == 0
+    assert _value(samples, "resnet_preprocess_seconds_count", model="resnet50") == 3
+    assert _value(samples, "resnet_queue_wait_seconds_count", model="resnet50") == 3
+    assert _value(samples, "resnet_batch_size_sum", model="resnet50") == 3
+    batches = _value(samples, "resnet_batch_size_count", model="resnet50")
+    assert _value(samples, "resnet_inference_seconds_count", model="resnet50") == batches >= 1
+    assert _value(samples, "resnet_images_total", model="resnet50", outcome="ok") == 3
+    assert _value(samples, "resnet_images_total", model="resnet50", outcome="invalid_image") == 1
+    assert _value(samples, "resnet_queue_depth", model="resnet50") == 0
     # The scrape itself is the one request in flight while the gauge is read.
     assert _value(samples, "resnet_requests_in_flight") == 1
     assert _value(samples, "process_resident_memory_bytes") > 0

@@ -13,7 +13,8 @@ from resnet_service.docs import CONTENT_SECURITY_POLICY
 def test_the_demo_page_is_served_at_the_root_and_calls_the_api_by_relative_urls(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert 'fetch("predict"' in page.text and 'fetch("health")' in page.text
+    assert "`predict?model=${" in page.text and '"predict"' in page.text
+    assert 'fetch("health")' in page.text and 'fetch("models")' in page.text
     # No absolute URL to any host: the page works on :8000 and behind nginx alike.
     assert re.findall(r"(?:src|href)=\"(?:https?:)?//", page.text) == []
 

@@ -47,7 +47,7 @@ def test_more_images_than_the_limit_is_a_413_before_any_decode(settings: Setting
     with TestClient(app) as client:
         files = [("image", (f"{i}.jpg", CAT)) for i in range(3)]
         assert_error(client.post("/predict", files=files), 413, "too_many_images")
-        assert app.state.batcher.rows_run == 0
+        assert app.state.models.default.batcher.rows_run == 0
         assert client.post("/predict", files=files[:2]).status_code == 200
 
 
@@ -62,7 +62,8 @@ def test_top_k_query_overrides_the_setting_per_request(client: TestClient) -> No
 
 def test_openapi_documents_repeated_images_and_top_k(client: TestClient) -> None:
     operation = client.get("/openapi.json").json()["paths"]["/predict"]["post"]
-    (top_k,) = operation["parameters"]
+    top_k, model = operation["parameters"]
+    assert model["name"] == "model" and "GET /models" in model["description"]
     assert top_k["name"] == "top_k" and top_k["in"] == "query" and "RESNET_TOP_K" in top_k["description"]
     assert "Repeat the field" in operation["description"]
     schema = operation["responses"]["200"]["content"]["application/json"]["schema"]

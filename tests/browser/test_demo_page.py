@@ -9,8 +9,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 
+from bench.null_model import write_null_model
 from tests.browser.conftest import RecordedPage
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, start_server, stop_server
 from tests.e2e.test_stack import Stack, start_stack, stop_stack
 from tests.support.images import encode, photo
 
@@ -127,3 +128,29 @@ def test_an_upload_over_nginx_limit_is_explained_in_plain_words(
     error = page.locator("#error")
     error.wait_for()
     assert error.inner_text().startswith("That file is too large for the service.")
+
+
+def test_the_model_list_picks_the_model_and_shows_its_classes_and_input(
+    recorded: RecordedPage, photo_file: Path, tmp_path: Path
+) -> None:
+    write_null_model(tmp_path / "models" / "dogs.onnx", [f"dog-{i}" for i in range(6)])
+    write_null_model(tmp_path / "models" / "birds.onnx", ["owl", "wren", "kite"], seed=1)
+    server = start_server(tmp_path / "models" / "dogs.onnx", env={"RESNET_MODEL_DIR": str(tmp_path / "models")})
+    try:
+        page = recorded.page
+        page.goto(server.url + "/")
+        choices = page.locator("#model-select option")
+        choices.nth(1).wait_for(state="attached")
+        assert choices.all_inner_texts() == ["birds (default)", "dogs"]
+        page.get_by_text("224×224 BGR, caffe mode").wait_for()
+        assert page.locator("#classes li").all_text_contents() == ["owl", "wren", "kite"]
+        page.locator("#model-select").select_option("dogs")
+        page.locator("#classes li").nth(5).wait_for(state="attached")
+        assert "Its 6 classes" in page.locator("#classes-summary").text_content()
+        page.locator("#file").set_input_files(str(photo_file))
+        page.locator("#predictions li").nth(4).wait_for()
+        labels = page.locator("#predictions .label").all_inner_texts()
+        assert len(labels) == 5 and all(label.startswith("dog-") for label in labels)
+        assert "predict?model=dogs" in " ".join(recorded.requests)
+    finally:
+        stop_server(server)

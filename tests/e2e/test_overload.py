@@ -74,7 +74,7 @@ def test_a_request_that_finds_the_queue_full_waits_its_turn_instead_of_being_ref
     with threaded_server(settings) as server:
         statuses = [response.status_code for response in asyncio.run(_burst(server.url, 12))]
         assert statuses == [200] * 12
-        assert server.app.state.batcher.waiting == 0
+        assert server.app.state.models.default.batcher.waiting == 0
 
 
 def test_with_no_queue_wait_a_full_queue_refuses_at_once_with_retry_after(settings: Settings) -> None:
@@ -108,7 +108,7 @@ def test_requests_past_their_deadline_get_504_and_never_reach_the_model(settings
         # row per batch it also runs after any batch still computing for a caller that gave up.
         assert httpx.post(f"{server.url}/predict", files={"image": ("c.jpg", JPEG)}, trust_env=False).status_code == 200
         answered = statuses.count(200) + 1
-        batcher = server.app.state.batcher
+        batcher = server.app.state.models.default.batcher
         accounting = (answered, batcher.rows_run, batcher.dropped, batcher.abandoned)
         # Queued requests whose deadline struck were skipped without costing model time...
         assert batcher.dropped >= 1, accounting
@@ -131,7 +131,7 @@ def test_clients_that_disconnect_while_queued_cost_no_model_time(settings: Setti
         connections = [_raw_upload(port) for _ in range(12)]
         for connection in connections:
             connection.close()
-        batcher = server.app.state.batcher
+        batcher = server.app.state.models.default.batcher
         deadline = time.monotonic() + 10
         # Wait for the server to settle: nothing waiting, and the one batch that may have started has finished.
         while (batcher.waiting or batcher.queued) and time.monotonic() < deadline:

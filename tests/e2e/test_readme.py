@@ -7,13 +7,15 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.conftest import ROOT, LiveServer
+from tests.conftest import ROOT, KerasReference, LiveServer, free_port
 from tests.support.images import encode, photo
 
 README = (ROOT / "README.md").read_text()
@@ -81,3 +83,50 @@ def test_cli_example(model_path: Path, folder: Path) -> None:
     command = [str(executable), *line.split()[1:]]
     output = _run(command, folder, env={**os.environ, "RESNET_MODEL_PATH": str(model_path)}).stdout
     assert [len(json.loads(answer)["predictions"]) for answer in output.splitlines()] == [3, 3]
+
+
+OWN = README[README.index("### Your own classifier") :]
+(OWN_SEQUENCE,) = re.findall(r"```bash\n(.*?)```", OWN[: OWN.index("\n### ", 1)], flags=re.DOTALL)
+
+
+def test_the_own_classifier_sequence_runs_as_written(keras_reference: KerasReference, tmp_path: Path) -> None:
+    """Build, export and serve a 7-class model beside ResNet-50, as the README says, then classify with it."""
+    notop = keras_reference.model_path.parent / "resnet50_notop.weights.h5"
+    port = free_port()
+    # The only changes: this environment's executables, the ImageNet weights (not downloadable here) replaced by
+    # the session's random ones, and a free port.
+    substitutions = {
+        ".venv/bin/": f"{Path(sys.executable).parent}/",
+        'weights="imagenet"': f'weights="{notop}"',
+        "localhost:8000": f"127.0.0.1:{port}",
+        "--port 8000": f"--port {port}",
+    }
+    script = OWN_SEQUENCE
+    for old, new in substitutions.items():
+        assert old in script, old
+        script = script.replace(old, new)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "resnet50.onnx").symlink_to(keras_reference.model_path)
+    (tmp_path / "cat.jpg").write_bytes(encode(photo("chelsea"), "JPEG"))
+    log = tmp_path / "sequence.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESNET_")}
+    # Popen, not run: the server the sequence starts in the background keeps its output open after bash exits.
+    with log.open("wb") as sink:
+        shell = subprocess.Popen(
+            ["bash", "-euc", script],
+            cwd=tmp_path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        assert shell.wait(timeout=600) == 0, log.read_text()
+        models = {m["name"]: m for m in httpx.get(f"http://127.0.0.1:{port}/models", trust_env=False).json()}
+    finally:
+        os.killpg(shell.pid, signal.SIGTERM)
+    # The server's log shares the output; curl's answer is the line that is /predict's JSON.
+    (answer,) = [json.loads(line) for line in log.read_text().splitlines() if line.startswith('{"predictions"')]
+    cats = ["tabby", "tiger", "siamese", "persian", "sphynx", "lynx", "ocelot"]
+    assert answer["success"] is True and {p["label"] for p in answer["predictions"]} <= set(cats)
+    assert models["cats"]["labels"] == cats and models["resnet50"]["default"] is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,7 +42,9 @@ def test_exported_file_carries_its_provenance(keras_reference: KerasReference) -
     session = ort.InferenceSession(str(keras_reference.model_path), providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
     assert meta["weights"] == "random (seed 0)" and meta["random_weights"] == "true"
-    assert "caffe" in meta["preprocessing"] and meta["input_size"] == "224"
+    assert (meta["preprocessing"], meta["colour_order"], meta["input_size"]) == ("caffe", "BGR", "224x224")
+    assert json.loads(meta["mean"]) == [103.939, 116.779, 123.68] and meta["resize_filter"] == "bicubic"
+    assert meta["architecture"] == "ResNet50" and len(json.loads(meta["labels"])) == 1000
     assert float(meta["parity_max_abs_diff"]) <= 1e-5 and meta["parity_top5_match"] == "true"
     for package in ("tensorflow", "keras", "tf2onnx", "onnx"):
         assert meta[f"{package}_version"][0].isdigit()

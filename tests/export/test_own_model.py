@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from resnet_service import Settings, create_app
 from resnet_service.errors import StartupError
+from resnet_service.model_contract import labels_digest
 from resnet_service.own_model import OwnModelRefused, read_labels
 from tests.conftest import KerasReference
 from tests.support.images import encode, photo
@@ -66,6 +67,7 @@ def test_a_model_whose_labels_do_not_match_its_outputs_does_not_start(
     model = onnx.load(str(exports / "cats.onnx"))
     props = {prop.key: prop.value for prop in model.metadata_props}
     props["labels"] = json.dumps(list(FINETUNED_LABELS[:6]))
+    props["labels_sha256"] = labels_digest(FINETUNED_LABELS[:6])
     onnx.helper.set_model_props(model, props)
     broken = tmp_path / "broken.onnx"
     onnx.save(model, str(broken))

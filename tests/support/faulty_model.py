@@ -12,6 +12,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from resnet_service.labels import Labels
+from resnet_service.model_contract import InputSpec, ModelContract
+
 
 def write_faulty_model(path: Path) -> Path:
     pixels = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 224, 224, 3])
@@ -26,6 +29,9 @@ def write_faulty_model(path: Path) -> Path:
     graph = helper.make_graph(nodes, "faulty", [pixels], [probabilities], initializer=[table, axes])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
+    # It describes itself as an export does: ResNet-50's input and the ImageNet classes.
+    contract = ModelContract(InputSpec(), Labels.load(), "faulty stand-in")
+    onnx.helper.set_model_props(model, contract.metadata())
     onnx.checker.check_model(model)
     onnx.save(model, path)
     return path

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import asdict
 from importlib import resources
@@ -75,13 +74,29 @@ def export_finetuned(model: object, out: Path, progress: object) -> None:
     progress(f"exported the fine-tuned model: {codes}")  # type: ignore[operator]
 
 
+def save_notop_weights(model: object, out: Path) -> None:
+    """The random ResNet50's weights without its classifier, where the README's example loads ImageNet's.
+
+    Keras cannot download the ImageNet weights here; ResNet50(weights=FILE, include_top=False) loads these.
+    """
+    import keras
+
+    notop = keras.applications.ResNet50(weights=None, include_top=False, pooling="avg")
+    for layer in notop.layers:
+        if layer.get_weights():
+            layer.set_weights(model.get_layer(layer.name).get_weights())  # type: ignore[attr-defined]
+    notop.save_weights(out / "resnet50_notop.weights.h5")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from resnet_service.export import prepare_tensorflow
+
+    prepare_tensorflow()
     use_packaged_class_index()
 
     from keras.applications.imagenet_utils import decode_predictions
@@ -98,6 +113,7 @@ def main() -> int:
     (args.out / "report.fp16.json").write_text(json.dumps(asdict(half), indent=2))
 
     export_finetuned(model, args.out, progress)
+    save_notop_weights(model, args.out)
 
     names = sorted(path.name for path in args.images.iterdir())
     inputs = np.concatenate([seed_keras_input(args.images / name) for name in names])

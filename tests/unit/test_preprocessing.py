@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from resnet_service.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
-from resnet_service.preprocessing import CAFFE_BGR_MEAN, decode_image, preprocess
+from resnet_service.preprocessing import RESNET50_INPUT, decode_image, preprocess
 from tests.conftest import KerasReference
 from tests.support.hostile import png_header_only, png_with_a_few_pixels
 from tests.support.images import encode, photo
@@ -28,7 +28,7 @@ def _rgb_tensor(image: Image.Image) -> np.ndarray:
 
 
 def _white_pixel() -> np.ndarray:
-    return np.float32(255.0) - CAFFE_BGR_MEAN
+    return np.float32(255.0) - np.float32(RESNET50_INPUT.mean)
 
 
 def test_exif_rotated_photo_is_classified_upright() -> None:
@@ -59,7 +59,7 @@ def test_transparent_pixels_of_a_palette_image_are_white() -> None:
     image.paste(200, (32, 0, 64, 64))  # right half red
     tensor = preprocess(encode(image, "PNG", transparency=0), LIMIT)[0]
     assert np.array_equal(tensor[112, 10], _white_pixel())  # left half was transparent black
-    assert np.array_equal(tensor[112, 200], np.float32([0, 0, 255]) - CAFFE_BGR_MEAN)
+    assert np.array_equal(tensor[112, 200], np.float32([0, 0, 255]) - np.float32(RESNET50_INPUT.mean))
 
 
 def test_rgba_hidden_colour_under_full_transparency_does_not_show() -> None:

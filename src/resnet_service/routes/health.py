@@ -8,17 +8,14 @@ from importlib import metadata
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from resnet_service.batcher import DynamicBatcher
-from resnet_service.engine import Engine
-from resnet_service.schemas import Health, Liveness, ModelInfo, Readiness
+from resnet_service.model_repository import LoadFailure, ModelRepository, ServedModel
+from resnet_service.schemas import Health, InputContract, Liveness, ModelInfo, Readiness
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["health"])
 
-RANDOM_WEIGHTS_WARNING = (
-    "the model has RANDOM weights: its predictions are meaningless (export with --weights imagenet)"
-)
+RANDOM_WEIGHTS_WARNING = "RANDOM weights, meaningless predictions: {} (export with --weights imagenet)"
 _REPORTED_PACKAGES = ("resnet-service", "onnxruntime", "numpy", "pillow", "fastapi", "uvicorn")
 
 
@@ -29,8 +26,18 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _model_info(engine: Engine) -> ModelInfo:
+def _model_info(served: ServedModel, failure: LoadFailure | None) -> ModelInfo:
+    engine = served.engine
+    contract = engine.contract
     return ModelInfo(
+        name=served.name,
+        version=served.version,
+        loaded_at=round(served.loaded_at, 3),
+        last_error=failure.message if failure is not None and failure.at > served.loaded_at else None,
+        waiting=served.batcher.waiting,
+        architecture=contract.architecture,
+        classes=len(contract.labels.names),
+        input=InputContract(**contract.input.describe()),
         path=str(engine.path),
         sha256=engine.sha256,
         weights=engine.weights,
@@ -63,18 +70,23 @@ async def ready(request: Request) -> JSONResponse:
 
 
 # A plain def runs in FastAPI's thread pool, so the first call's file hash never blocks the event loop.
-@router.get("/health", response_model=Health, summary="Model provenance, provider and versions")
+@router.get("/health", response_model=Health, summary="Every model's provenance, provider and state; versions")
 def health(request: Request) -> Health:
-    engine: Engine | None = request.app.state.engine
-    batcher: DynamicBatcher | None = request.app.state.batcher
-    random = engine is not None and engine.random_weights
+    models: ModelRepository | None = request.app.state.models
+    served = sorted(models.models.values(), key=lambda m: (not m.name == models.default_name, m.name)) if models else []
+    infos = [_model_info(model, models.failures.get(model.name)) for model in served] if models else []
+    failures = {name: f.message for name, f in models.failures.items() if name not in models.models} if models else {}
+    random = [info.name for info in infos if info.random_weights]
+    settings = request.app.state.settings
     return Health(
         status=request.app.state.status,
         version=metadata.version("resnet-service"),
-        model=_model_info(engine) if engine else None,
-        warning=RANDOM_WEIGHTS_WARNING if random else None,
+        model=next((info for info in infos if models and info.name == models.default_name), None),
+        models=infos,
+        failures=failures,
+        warning=RANDOM_WEIGHTS_WARNING.format(", ".join(random)) if random else None,
         versions=_versions(),
-        intra_op_threads=request.app.state.settings.intra_op_threads,
-        waiting=batcher.waiting if batcher is not None else 0,
-        max_queue=request.app.state.settings.max_queue,
+        intra_op_threads=settings.intra_op_threads,
+        waiting=sum(info.waiting for info in infos),
+        max_queue=settings.max_queue,
     )

@@ -1,4 +1,4 @@
-"""``POST /predict``: the seed's API, unchanged on the wire."""
+"""``POST /predict``: the Flask + Keras tutorial's API, unchanged on the wire, for any served model."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import TypeAdapter
 
-from resnet_service.deps import LabelsDep, PipelineDep, UrlPolicyDep
+from resnet_service.deps import ModelsDep, UrlPolicyDep
 from resnet_service.disconnect import cancel_on_disconnect
 from resnet_service.errors import ServiceError
+from resnet_service.labels import Labels
 from resnet_service.observe import stats_of
+from resnet_service.pipeline import Pipeline
 from resnet_service.request_id import request_id_of
 from resnet_service.schemas import ErrorDetail, ErrorResponse, PredictResponse
 from resnet_service.upload import read_images
+from resnet_service.url_fetch import UrlPolicy
 
 __all__ = ["router"]
 
@@ -49,6 +52,7 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
         "unsupported_image_format",
         "SVG images are not supported; send BMP, GIF, JPEG, MPO, PNG, TIFF, WEBP",
     ),
+    404: _error("`model` names no model this server serves.", "model_not_found", "no model named 'dogs'"),
     422: _error(
         "No `image` field in the multipart or JSON body (missing_image_field), or a bad `top_k` (validation_error).",
         "missing_image_field",
@@ -138,6 +142,11 @@ TOP_K_QUERY = Query(
     le=1000,
     description="How many predictions to return per image; default RESNET_TOP_K (5).",
 )
+MODEL_QUERY = Query(
+    min_length=1,
+    max_length=200,
+    description="Which model classifies the images (GET /models lists them); default: the default model.",
+)
 
 
 @router.post(
@@ -147,11 +156,11 @@ TOP_K_QUERY = Query(
     description=(
         "Send an image as the multipart field `image` (`curl -F image=@dog.jpg`), as the body itself "
         '(`Content-Type: image/jpeg`, `curl --data-binary @dog.jpg`), or as JSON `{"image": "<base64>"}`. '
-        "The answer lists the top RESNET_TOP_K classes (ImageNet's, or the model's own) with their "
-        "probabilities, exactly as the Flask + Keras seed did.\n\n"
+        "The answer lists the model's top RESNET_TOP_K classes with their probabilities, in the Flask + Keras "
+        "tutorial's JSON. `?model=NAME` picks one of the served models (GET /models lists them).\n\n"
         "Repeat the field (`-F image=@a.jpg -F image=@b.jpg`), or send a JSON list, to classify several images in "
         "one request, up to RESNET_MAX_IMAGES_PER_REQUEST. The answer is then a JSON list with one result per "
-        'image, in the order sent: each is the seed\'s `{"predictions": [...], "success": true}` or '
+        'image, in the order sent: each is `{"predictions": [...], "success": true}` or '
         '`{"success": false, "error": {...}}` for an image that failed alone (the status stays 200).'
     ),
     responses=PREDICT_ERRORS,
@@ -159,10 +168,18 @@ TOP_K_QUERY = Query(
 )
 async def predict(
     request: Request,
-    pipeline: PipelineDep,
-    labels: LabelsDep,
+    models: ModelsDep,
     url_policy: UrlPolicyDep,
     top_k: Annotated[int | None, TOP_K_QUERY] = None,
+    model: Annotated[str | None, MODEL_QUERY] = None,
+) -> Response:
+    # The model is held from here to the answer: a swap meanwhile leaves this request on the version it began on.
+    with models.use(model) as served:
+        return await _predict(request, served.pipeline, served.engine.contract.labels, url_policy, top_k)
+
+
+async def _predict(
+    request: Request, pipeline: Pipeline, labels: Labels, url_policy: UrlPolicy, top_k: int | None
 ) -> Response:
     # Admission comes first, so a refused request costs no body parsing and no decode.
     slot = await pipeline.admit()

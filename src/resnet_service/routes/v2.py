@@ -1,9 +1,10 @@
-"""Open Inference Protocol v2 for the model ``resnet50``: what Triton and KServe clients, probes and tools speak.
+"""Open Inference Protocol v2 for every served model: what Triton and KServe clients, probes and tools speak.
 
-``POST /v2/models/resnet50/infer`` takes one input: ``image`` (BYTES [N], encoded image files, preprocessed here
-exactly as /predict does) or ``input`` (FP32 [N, 224, 224, 3], already preprocessed). It answers
-``probabilities`` (FP32 [N, 1000]), or with ``"classification": k`` on the output, BYTES [N, k] strings
-``"score:index:label"``. JSON and the binary tensor data extension both work, either way round.
+``POST /v2/models/{name}/infer`` takes one input: ``image`` (BYTES [N], encoded image files, preprocessed here
+exactly as /predict does) or ``input`` (FP32 [N, *the model's row shape], already preprocessed). It answers
+``probabilities`` (FP32 [N, classes]), or with ``"classification": k`` on the output, BYTES [N, k] strings
+``"score:index:label"``. JSON and the binary tensor data extension both work, either way round. The model
+repository extension lists, loads and unloads models.
 """
 
 from __future__ import annotations
@@ -18,22 +19,22 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from resnet_service import __version__
-from resnet_service.deps import LabelsDep, PipelineDep
+from resnet_service.deps import ModelsDep
 from resnet_service.disconnect import cancel_on_disconnect
 from resnet_service.errors import InvalidInferenceRequest, ModelNotFound, ServiceError
 from resnet_service.labels import Labels
+from resnet_service.model_repository import ModelRepository, ServedModel
 from resnet_service.observe import stats_of
-from resnet_service.pipeline import Pipeline
 from resnet_service.upload import read_body
 from resnet_service.v2_schemas import (
     IMAGE_INPUT,
     OUTPUT,
     TENSOR_INPUT,
-    V2_MODEL_NAME,
     V2_MODEL_VERSION,
     InferenceRequest,
     InferenceResponse,
     ModelMetadata,
+    RepositoryModel,
     ResponseOutput,
     ServerMetadata,
     TensorMetadata,
@@ -47,12 +48,11 @@ from resnet_service.v2_schemas import (
 __all__ = ["router", "health_router"]
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
-EXTENSIONS = ["binary_tensor_data", "classification"]
-ROW_SHAPE = (224, 224, 3)
+EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": V2Error, "description": description}
     for status, description in {
-        400: "The request breaks the protocol, or an image cannot be decoded.",
+        400: "The request breaks the protocol, an image cannot be decoded, or a model failed to load.",
         404: "No such model or version.",
         413: "The body or the image count is over the limit.",
         503: "Not ready, or the queue is full (retry after Retry-After).",
@@ -83,32 +83,23 @@ _INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
 health_router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
 
-ModelName = Annotated[str, Path(description="Always `resnet50`.")]
-ModelVersion = Annotated[str, Path(description="Always `1`.")]
+ModelName = Annotated[str, Path(description="A served model's name: GET /models lists them.")]
+ModelVersion = Annotated[str, Path(description="Always `1`: a reload replaces a model in place.")]
 
 
-MODEL_METADATA = ModelMetadata(
-    name=V2_MODEL_NAME,
-    versions=[V2_MODEL_VERSION],
-    platform="onnxruntime_onnx",
-    inputs=[
-        TensorMetadata(name=IMAGE_INPUT, datatype="BYTES", shape=[-1]),
-        TensorMetadata(name=TENSOR_INPUT, datatype="FP32", shape=[-1, *ROW_SHAPE]),
-    ],
-    outputs=[TensorMetadata(name=OUTPUT, datatype="FP32", shape=[-1, 1000])],
-)
-
-
-def _check_model(name: str, version: str = V2_MODEL_VERSION) -> None:
-    if name != V2_MODEL_NAME or version != V2_MODEL_VERSION:
-        raise ModelNotFound(
-            f"this server serves model '{V2_MODEL_NAME}' version {V2_MODEL_VERSION}, not '{name}' {version}"
-        )
+def _check_version(name: str, version: str) -> None:
+    if version != V2_MODEL_VERSION:
+        raise ModelNotFound(f"model '{name}' has version {V2_MODEL_VERSION} only, not {version}")
 
 
 def _ready(request: Request) -> JSONResponse:
     ready = request.app.state.status == "ready"
     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+
+def _model_ready(request: Request, models: ModelRepository, name: str) -> JSONResponse:
+    models.get(name)
+    return _ready(request)
 
 
 @health_router.get("", response_model=ServerMetadata, summary="Server metadata")
@@ -127,26 +118,35 @@ async def server_ready(request: Request) -> JSONResponse:
 
 
 @health_router.get("/models/{name}/ready", summary="Model readiness", responses=_ERRORS)
-async def model_ready(request: Request, name: ModelName) -> JSONResponse:
-    _check_model(name)
-    return _ready(request)
+async def model_ready(request: Request, models: ModelsDep, name: ModelName) -> JSONResponse:
+    return _model_ready(request, models, name)
 
 
 @health_router.get("/models/{name}/versions/{version}/ready", summary="Model version readiness", responses=_ERRORS)
-async def model_version_ready(request: Request, name: ModelName, version: ModelVersion) -> JSONResponse:
-    _check_model(name, version)
-    return _ready(request)
+async def model_version_ready(
+    request: Request, models: ModelsDep, name: ModelName, version: ModelVersion
+) -> JSONResponse:
+    _check_version(name, version)
+    return _model_ready(request, models, name)
 
 
-def _metadata(labels: Labels) -> ModelMetadata:
-    outputs = [TensorMetadata(name=OUTPUT, datatype="FP32", shape=[-1, len(labels.names)])]
-    return MODEL_METADATA.model_copy(update={"outputs": outputs})
+def _metadata(served: ServedModel) -> ModelMetadata:
+    contract = served.engine.contract
+    return ModelMetadata(
+        name=served.name,
+        versions=[V2_MODEL_VERSION],
+        platform="onnxruntime_onnx",
+        inputs=[
+            TensorMetadata(name=IMAGE_INPUT, datatype="BYTES", shape=[-1]),
+            TensorMetadata(name=TENSOR_INPUT, datatype="FP32", shape=[-1, *contract.input.row_shape]),
+        ],
+        outputs=[TensorMetadata(name=OUTPUT, datatype="FP32", shape=[-1, len(contract.labels.names)])],
+    )
 
 
 @health_router.get("/models/{name}", response_model=ModelMetadata, summary="Model metadata", responses=_ERRORS)
-async def model_metadata(name: ModelName, labels: LabelsDep) -> ModelMetadata:
-    _check_model(name)
-    return _metadata(labels)
+async def model_metadata(name: ModelName, models: ModelsDep) -> ModelMetadata:
+    return _metadata(models.get(name))
 
 
 @health_router.get(
@@ -155,9 +155,9 @@ async def model_metadata(name: ModelName, labels: LabelsDep) -> ModelMetadata:
     summary="Model version metadata",
     responses=_ERRORS,
 )
-async def model_version_metadata(name: ModelName, version: ModelVersion, labels: LabelsDep) -> ModelMetadata:
-    _check_model(name, version)
-    return _metadata(labels)
+async def model_version_metadata(name: ModelName, version: ModelVersion, models: ModelsDep) -> ModelMetadata:
+    _check_version(name, version)
+    return _metadata(models.get(name))
 
 
 def _split_body(request: Request, body: bytes) -> tuple[InferenceRequest, bytes]:
@@ -229,9 +229,9 @@ def _output(infer: InferenceRequest, probabilities: np.ndarray, labels: Labels) 
     responses=_INFER_RESPONSES,
     openapi_extra=INFER_BODY,
 )
-async def infer(request: Request, pipeline: PipelineDep, labels: LabelsDep, name: ModelName) -> Response:
-    _check_model(name)
-    return await _infer(request, pipeline, labels)
+async def infer(request: Request, models: ModelsDep, name: ModelName) -> Response:
+    with models.use(name) as served:
+        return await _infer(request, served)
 
 
 @router.post(
@@ -240,14 +240,15 @@ async def infer(request: Request, pipeline: PipelineDep, labels: LabelsDep, name
     responses=_INFER_RESPONSES,
     openapi_extra=INFER_BODY,
 )
-async def infer_version(
-    request: Request, pipeline: PipelineDep, labels: LabelsDep, name: ModelName, version: ModelVersion
-) -> Response:
-    _check_model(name, version)
-    return await _infer(request, pipeline, labels)
+async def infer_version(request: Request, models: ModelsDep, name: ModelName, version: ModelVersion) -> Response:
+    _check_version(name, version)
+    with models.use(name) as served:
+        return await _infer(request, served)
 
 
-async def _infer(request: Request, pipeline: Pipeline, labels: Labels) -> Response:
+async def _infer(request: Request, served: ServedModel) -> Response:
+    pipeline, labels = served.pipeline, served.engine.contract.labels
+    row_shape = served.engine.contract.input.row_shape
     slot = await pipeline.admit()
     stats = stats_of(request.scope)
     with slot:
@@ -261,12 +262,12 @@ async def _infer(request: Request, pipeline: Pipeline, labels: Labels) -> Respon
                 items: list[Any] = bytes_elements(tensor, sections[tensor.name])
                 work: Any = functools.partial(pipeline.classify_image, stats=stats)
             elif tensor.name == TENSOR_INPUT and tensor.datatype == "FP32":
-                items = list(float_rows(tensor, sections[tensor.name], ROW_SHAPE)[:, np.newaxis])
+                items = list(float_rows(tensor, sections[tensor.name], row_shape)[:, np.newaxis])
                 work = functools.partial(pipeline.run_row, stats=stats)
             else:
                 raise InvalidInferenceRequest(
                     f"unknown input '{tensor.name}' ({tensor.datatype}): send '{IMAGE_INPUT}' (BYTES [N]) "
-                    f"or '{TENSOR_INPUT}' (FP32 [N, 224, 224, 3])"
+                    f"or '{TENSOR_INPUT}' (FP32 [N, {', '.join(map(str, row_shape))}])"
                 )
             if not items:
                 raise InvalidInferenceRequest(f"input '{tensor.name}' is empty")
@@ -279,9 +280,47 @@ async def _infer(request: Request, pipeline: Pipeline, labels: Labels) -> Respon
             raise result
     output, raw = _output(infer_request, np.stack(results), labels)
     response = InferenceResponse(
-        model_name=V2_MODEL_NAME, model_version=V2_MODEL_VERSION, id=infer_request.id, outputs=[output]
+        model_name=served.name, model_version=V2_MODEL_VERSION, id=infer_request.id, outputs=[output]
     )
     header = json.dumps(response.model_dump(exclude_none=True)).encode()
     if raw is None:
         return Response(header, media_type="application/json")
     return Response(header + raw, media_type="application/octet-stream", headers={HEADER_LENGTH: str(len(header))})
+
+
+@router.post(
+    "/repository/index",
+    response_model=list[RepositoryModel],
+    summary="Model repository: every model, loaded or not, with why not",
+)
+async def repository_index(models: ModelsDep) -> list[RepositoryModel]:
+    sources, problems = models.sources()
+    entries = []
+    for name in sorted({*sources, *problems, *models.models, *models.failures}):
+        served, failure = models.models.get(name), models.failures.get(name)
+        reason = failure.message if failure is not None else ""
+        if served is not None:
+            entries.append(RepositoryModel(name=name, version=V2_MODEL_VERSION, state="READY", reason=reason))
+        else:
+            entries.append(RepositoryModel(name=name, state="UNAVAILABLE", reason=reason or "not loaded"))
+    return entries
+
+
+@router.post(
+    "/repository/models/{name}/load",
+    summary="Load or reload a model from the model folder, then swap it in; the old version serves until then",
+    responses=_ERRORS,
+)
+async def repository_load(models: ModelsDep, name: ModelName) -> dict[str, str]:
+    await models.load(name)
+    return {}
+
+
+@router.post(
+    "/repository/models/{name}/unload",
+    summary="Unload a model once its requests in flight are done (not the default model)",
+    responses={**_ERRORS, 409: {"model": V2Error, "description": "The default model cannot be unloaded."}},
+)
+async def repository_unload(models: ModelsDep, name: ModelName) -> dict[str, str]:
+    await models.unload(name)
+    return {}
