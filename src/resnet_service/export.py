@@ -37,9 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["ExportReport", "WeightsUnavailable", "ParityFailed", "load_keras_model", "convert_and_verify", "main"]
 
 MAX_ABS_DIFF = 1e-5
-# The std of random-weights models' logits over the calibration inputs: spread enough for a meaningful top 5, small
-# enough that no input's softmax saturates.
-LOGIT_SPREAD = 1.0
 INPUT_NAME = "input"
 OUTPUT_NAME = "probabilities"
 BATCH_AXIS = "batch"
@@ -130,50 +127,50 @@ def _classifier(model: keras.Model) -> Any:
     raise ValueError("the model has no layer with weights")
 
 
-def _randomise(model: keras.Model, seed: int, photos: np.ndarray, noise: np.ndarray) -> None:
+def _randomise(model: keras.Model, seed: int, photos: np.ndarray, noise: np.ndarray, calibrate: bool) -> None:
     """Make random weights non-degenerate, so that parity on them proves something.
 
-    keras.applications' models with weights=None leave every BatchNorm the identity and every bias zero; through
-    dozens of layers the activations then vanish or explode (MobileNetV3's features differ between photos by
-    1e-8), and the softmax saturates. So BatchNorm scales, shifts and biases get seeded random values, and each
-    BatchNorm's statistics are set to those of its input over the calibration photos and random pixels, all in one
-    training-mode pass (momentum 0, dropout off), then jittered. Random features of all inputs share a large
-    common part, which would send every input to one class, so the classifier is applied to standardised features
-    and scaled so that logits spread with std LOGIT_SPREAD. At std 2 random pixels reached a top-1 of 0.8 and
-    ResNet50 then missed the parity limit (the larger the logits, the larger the same relative rounding); at 1 the
-    largest difference was 5.8e-6.
+    keras.applications' models with weights=None leave every BatchNorm the identity and every bias zero, and their
+    softmax saturates. BatchNorm scales, shifts and biases get seeded random values. Their statistics:
+
+    - ``calibrate`` false (ResNet50/101/152): seeded random values too. This is the model the rest of the test
+      suite and the published figures use; its residual connections keep the activations alive.
+    - ``calibrate`` true (the others): through dozens of layers without shortcuts the activations then vanish or
+      explode (MobileNetV3's features differed between photos by 1e-8), so each BatchNorm's statistics are set to
+      those of its input over the photos and random pixels, in one training-mode pass (momentum 0, dropout off),
+      then jittered. Random pixels are included so that the parity check's random tensors do not land where
+      nothing was calibrated (MobileNetV3 then differed from ONNX Runtime by 2.8e-5).
+
+    Random features of all inputs share a large common part, which would send every input to one class, so the
+    classifier is applied to standardised features and scaled so that logits spread with std 2 over the photos
+    (keeping a photo's top-1 well below 0.5), or std 1 over photos and random pixels when calibrating: at std 2
+    random pixels reached a top-1 of 0.8 there and ONNX Runtime differed by up to 3.9e-5 (the larger the logits, the
+    larger the same relative rounding).
     """
     import keras
 
     rng = np.random.default_rng(seed)
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
-    for layer in norms:
-        n = layer.moving_mean.shape[0]
-        # InceptionV3's BatchNorms have no scale (gamma): each variable is set only where the layer has it.
-        if layer.scale:
-            layer.gamma.assign(rng.uniform(0.5, 1.0, n).astype(np.float32))
-        if layer.center:
-            layer.beta.assign(rng.normal(0.0, 0.1, n).astype(np.float32))
+    # One pass in layer order: the seeded draws, and so ResNet50's random model, stay what they have always been.
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D) and layer.use_bias:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            # InceptionV3's BatchNorms have no scale (gamma): each variable is set only where the layer has it.
+            if layer.scale:
+                layer.gamma.assign(rng.uniform(0.5, 1.0, n).astype(np.float32))
+            if layer.center:
+                layer.beta.assign(rng.normal(0.0, 0.1, n).astype(np.float32))
+            layer.moving_mean.assign(rng.normal(0.0, 0.1, n).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, n).astype(np.float32))
+        elif isinstance(layer, keras.layers.Conv2D) and layer.use_bias:
             kernel, bias = layer.get_weights()
             layer.set_weights([kernel, rng.normal(0.0, 0.01, bias.shape).astype(np.float32)])
-    momenta, rates = [layer.momentum for layer in norms], [layer.rate for layer in dropouts]
-    for layer in norms:
-        layer.momentum = 0.0
-    for layer in dropouts:
-        layer.rate = 0.0
-    model(np.concatenate([photos, noise]), training=True)
-    for layer, momentum in zip(norms, momenta, strict=True):
-        layer.momentum = momentum
-        mean, variance = np.asarray(layer.moving_mean), np.asarray(layer.moving_variance)
-        layer.moving_mean.assign((mean + rng.normal(0.0, 0.1, mean.shape) * np.sqrt(variance)).astype(np.float32))
-        layer.moving_variance.assign((variance * rng.uniform(0.8, 1.2, variance.shape)).astype(np.float32))
-    for layer, rate in zip(dropouts, rates, strict=True):
-        layer.rate = rate
+    calibration = photos
+    if calibrate:
+        calibration = np.concatenate([photos, noise])
+        _calibrate_norms(model, norms, calibration, rng)
     classifier = _classifier(model)
-    features = keras.Model(model.input, classifier.input).predict(np.concatenate([photos, noise]), verbose=0)
+    features = keras.Model(model.input, classifier.input).predict(calibration, verbose=0)
     features = features.reshape(len(features), -1)
     kernel_shape = classifier.get_weights()[0].shape
     kernel, bias = classifier.get_weights()
@@ -183,9 +180,29 @@ def _randomise(model: keras.Model, seed: int, photos: np.ndarray, noise: np.ndar
     centre, spread = features.mean(axis=0), features.std(axis=0)
     spread = np.maximum(spread, max(float(np.median(spread)), 1e-6))
     kernel = kernel / spread[:, np.newaxis]
-    scale = LOGIT_SPREAD / float(((features - centre) @ kernel).std())
+    scale = (1.0 if calibrate else 2.0) / float(((features - centre) @ kernel).std())
     bias = -(centre @ kernel) * scale + rng.normal(0.0, 0.1, bias.shape)
     classifier.set_weights([(kernel * scale).reshape(kernel_shape).astype(np.float32), bias.astype(np.float32)])
+
+
+def _calibrate_norms(model: keras.Model, norms: list[Any], inputs: np.ndarray, rng: np.random.Generator) -> None:
+    """Set every BatchNorm's statistics to its input's over ``inputs`` in one pass, then jitter them."""
+    import keras
+
+    dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    momenta, rates = [layer.momentum for layer in norms], [layer.rate for layer in dropouts]
+    for layer in norms:
+        layer.momentum = 0.0
+    for layer in dropouts:
+        layer.rate = 0.0
+    model(inputs, training=True)
+    for layer, momentum in zip(norms, momenta, strict=True):
+        layer.momentum = momentum
+        mean, variance = np.asarray(layer.moving_mean), np.asarray(layer.moving_variance)
+        layer.moving_mean.assign((mean + rng.normal(0.0, 0.1, mean.shape) * np.sqrt(variance)).astype(np.float32))
+        layer.moving_variance.assign((variance * rng.uniform(0.8, 1.2, variance.shape)).astype(np.float32))
+    for layer, rate in zip(dropouts, rates, strict=True):
+        layer.rate = rate
 
 
 def _sha256(path: Path) -> str:
@@ -217,9 +234,8 @@ def load_keras_model(
         progress(f"building {arch.name} with seeded random weights (seed {seed}); predictions will be MEANINGLESS")
         model = build(weights=None, input_shape=shape)
         spec = InputSpec.for_mode(arch.preprocessing, arch.size, arch.size)
-        # Random pixels too: the parity check's random tensors must not land where nothing was calibrated
-        # (MobileNetV3 then differed from ONNX Runtime by 2.8e-5).
-        _randomise(model, seed, skimage_photos(CALIBRATION_PHOTOS, spec), random_tensors(seed + 2, spec=spec))
+        photos, noise = skimage_photos(CALIBRATION_PHOTOS, spec), random_tensors(seed + 2, spec=spec)
+        _randomise(model, seed, photos, noise, calibrate=arch.module != "resnet")
         return model, f"random (seed {seed})"
     path = Path(weights)
     if not path.is_file():

@@ -38,8 +38,9 @@ __all__ = ["LoadFailure", "ModelRepository", "ServedModel", "scan_models"]
 
 logger = logging.getLogger(__name__)
 
-# (path, modification time in ns, size): a file is loaded again only when this changes.
-Signature = tuple[str, int, int]
+# (path, inode, modification time in ns, size): a file is loaded again only when this changes. The inode catches a
+# file renamed over another with the same size and time (cp -p, then mv).
+Signature = tuple[str, int, int, int]
 
 
 def _signature(path: Path) -> Signature | None:
@@ -47,7 +48,7 @@ def _signature(path: Path) -> Signature | None:
         stat = path.stat()
     except OSError:
         return None
-    return (str(path), stat.st_mtime_ns, stat.st_size)
+    return (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
 def scan_models(directory: Path) -> tuple[dict[str, Path], dict[str, str]]:

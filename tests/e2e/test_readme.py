@@ -125,8 +125,10 @@ def test_the_own_classifier_sequence_runs_as_written(keras_reference: KerasRefer
         models = {m["name"]: m for m in httpx.get(f"http://127.0.0.1:{port}/models", trust_env=False).json()}
     finally:
         os.killpg(shell.pid, signal.SIGTERM)
-    # The server's log shares the output; curl's answer is the line that is /predict's JSON.
-    (answer,) = [json.loads(line) for line in log.read_text().splitlines() if line.startswith('{"predictions"')]
+    # The server's log shares the output, and curl ends its answer without a newline: the answer is the JSON value
+    # at the start of its line.
+    lines = [line for line in log.read_text().splitlines() if line.startswith('{"predictions"')]
+    (answer,) = [json.JSONDecoder().raw_decode(line)[0] for line in lines]
     cats = ["tabby", "tiger", "siamese", "persian", "sphynx", "lynx", "ocelot"]
     assert answer["success"] is True and {p["label"] for p in answer["predictions"]} <= set(cats)
     assert models["cats"]["labels"] == cats and models["resnet50"]["default"] is True

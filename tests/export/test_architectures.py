@@ -23,7 +23,7 @@ from resnet_service import Settings, create_app
 from resnet_service.architectures import ARCHITECTURES
 from resnet_service.export import MAX_ABS_DIFF
 from tests.conftest import ROOT, KerasReference
-from tests.support.architecture_exports import EXPORTED
+from tests.support.architecture_exports import EXPORTED, SMALL_LABELS
 
 EXIT_USAGE = 2
 
@@ -91,6 +91,16 @@ def test_the_service_answers_as_keras_does_for_each(served: TestClient, exports:
         assert abs(prediction["probability"] - probability) <= MAX_ABS_DIFF
     size = ARCHITECTURES[name].size
     assert served.get(f"/v2/models/{name}").json()["inputs"][1]["shape"] == [-1, size, size, 3]
+
+
+def test_an_own_model_takes_its_backbones_preprocessing_or_the_one_given(served: TestClient, exports: Exports) -> None:
+    assert exports.recorded["own"] == {"shapes": 0, "shapes_torch": 0}
+    inputs = {m["name"]: m["input"] for m in served.get("/models").json() if m["name"].startswith("shapes")}
+    # Its own 64×64 input; MobileNetV2's tf mode as --architecture says, or torch as --preprocessing overrides it.
+    assert inputs["shapes"]["shape"] == inputs["shapes_torch"]["shape"] == [64, 64, 3]
+    assert (inputs["shapes"]["preprocessing"], inputs["shapes_torch"]["preprocessing"]) == ("tf", "torch")
+    answer = served.post("/predict?model=shapes_torch", files={"image": ("cat.jpg", exports.photo)}).json()
+    assert {p["label"] for p in answer["predictions"]} == set(SMALL_LABELS)
 
 
 def test_an_unknown_architecture_is_refused_by_name() -> None:

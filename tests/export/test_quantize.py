@@ -56,10 +56,8 @@ def test_int8_agreement_with_fp32_is_reported_on_calibration_and_held_out_images
     assert report["calibration"]["images"] == 22 and report["holdout"]["images"] == 8
     for split in ("calibration", "holdout"):
         assert 0.0 <= report[split]["top1"] <= 1.0 and 0.0 <= report[split]["top5_overlap"] <= 1.0
-    # A broken calibration would leave a chance overlap (5 in 1,000). The random-weights model's logits spread with
-    # std 1 (export.LOGIT_SPREAD), so its top 5 are close to tied and INT8's rounding reorders some of them:
-    # measured 0.36 on calibration images. Judge INT8 accuracy with the real weights.
-    assert report["calibration"]["top5_overlap"] >= 0.25
+    # Far from identical would mean a broken calibration, even on random weights.
+    assert report["calibration"]["top5_overlap"] >= 0.5
 
 
 def test_the_service_serves_the_int8_model_with_the_same_api(int8: tuple[Path, dict], settings: Settings) -> None:

@@ -26,6 +26,32 @@ EXPORTED = ("MobileNetV2", "MobileNetV3Small", "EfficientNetB0", "DenseNet121")
 SEED = 0
 
 
+SMALL_LABELS = ("circle", "square", "star", "heart", "arrow")
+
+
+def export_own_small_models(out: Path) -> dict[str, int]:
+    """A user's own small 64×64 classifier said to expect MobileNetV2's preprocessing (tf), exported through the
+    command line as is and with --preprocessing torch; returns the exit statuses."""
+    import keras
+
+    from resnet_service.export import main as export_main
+
+    keras.utils.set_random_seed(SEED)
+    inputs = keras.Input((64, 64, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(len(SMALL_LABELS), activation="softmax")(x))
+    model.save(out / "shapes.keras")
+    (out / "shapes.txt").write_text("\n".join(SMALL_LABELS) + "\n")
+    base = ["--model", str(out / "shapes.keras"), "--labels", str(out / "shapes.txt"), "--architecture", "MobileNetV2"]
+    return {
+        "shapes": export_main([*base, "--output", str(out / "models" / "shapes.onnx")]),
+        "shapes_torch": export_main(
+            [*base, "--preprocessing", "torch", "--output", str(out / "models" / "shapes_torch.onnx")]
+        ),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
@@ -58,6 +84,7 @@ def main() -> int:
         )
         probabilities = model.predict(preprocess(jpeg, 10**9, spec=contract.input), verbose=0)[0]
         recorded["exports"][name] = {"report": asdict(report), "probabilities": probabilities.tolist()}  # type: ignore[index]
+    recorded["own"] = export_own_small_models(args.out)
     rng = np.random.default_rng(SEED)
     for arch in ARCHITECTURES.values():
         pixels = rng.integers(0, 256, (arch.size, arch.size, 3), dtype=np.uint8)
