@@ -5,8 +5,8 @@
 The service serves a folder holding one model, ``pets``, first ``A``. Halfway through, ``B`` is renamed over it
 (an atomic rename, as a deployment does it); the folder watcher loads and warms B beside A and swaps. Every
 answer must be a 200 naming only one model's classes: A's before the swap, B's once /health reports the new
-version, either in between (a request that started on A finishes on A). Prints the counts and latencies, by
-phase, as JSON. A and B must name different classes.
+version, either in between (a request that started on A finishes on A), and /health/ready must stay 200 all
+through. Prints the counts and latencies, by phase, as JSON. A and B must name different classes.
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ class SwapReport:
     answers: int
     non_200: int
     wrong_model: int
+    # /health/ready polled every 50 ms from the rename until the new version served: answers other than 200.
+    ready_not_200: int = 0
+    ready_polls: int = 0
     swap_s: float = 0.0
     by_phase: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -100,9 +103,11 @@ def swap_under_load(first: Path, second: Path, seconds: float, connections: int)
             with httpx.Client(base_url=url, timeout=10, trust_env=False) as control:
                 renamed = time.monotonic()
                 staged.rename(folder / f"{NAME}.onnx")
+                readiness: list[int] = []
                 while _version(control) < 2:
                     if time.monotonic() - renamed > seconds:
                         raise RuntimeError("the new version was not swapped in")
+                    readiness.append(control.get("/health/ready").status_code)
                     time.sleep(0.05)
                 swapped = time.monotonic()
             for thread in threads:
@@ -132,6 +137,8 @@ def swap_under_load(first: Path, second: Path, seconds: float, connections: int)
         answers=len(answers),
         non_200=sum(1 for a in answers if a.status != 200),
         wrong_model=wrong,
+        ready_not_200=sum(1 for status in readiness if status != 200),
+        ready_polls=len(readiness),
         swap_s=round(swapped_at - renamed_at, 3),
     )
     for phase, group in phases.items():

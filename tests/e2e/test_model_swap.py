@@ -46,10 +46,12 @@ def test_a_swap_under_load_answers_every_request_with_the_right_models_labels(
     second = _relabelled(cats, tmp_path / "cats.onnx", [f"cat-{i}" for i in range(7)])
     report = swap_under_load(keras_reference.model_path, second, seconds=8, connections=8)
     assert report.non_200 == 0 and report.wrong_model == 0, report
+    assert report.ready_polls > 0 and report.ready_not_200 == 0, report
     assert report.by_phase["before"]["first_model"] > 0 and report.by_phase["after"]["second_model"] > 0, report
     report_figure(
-        f"{report.answers} answers from 8 connections in 8 s, all 200 with the right model's labels; the swap took "
-        f"{report.swap_s:.2f} s (load and warm-up beside the old version); p99 before / during / after: "
+        f"{report.answers} answers from 8 connections in 8 s, all 200 with the right model's labels; readiness 200 "
+        f"at all {report.ready_polls} polls during the swap, which took {report.swap_s:.2f} s (load and warm-up "
+        "beside the old version); p99 before / during / after: "
         + " / ".join(f"{report.by_phase[p]['p99_ms']:.0f}" for p in ("before", "during", "after"))
         + " ms"
     )
