@@ -1,8 +1,26 @@
-"""resnet-service: ResNet-50 behind an async HTTP API on ONNX Runtime."""
+"""resnet-service: image classifiers exported from Keras, behind an async HTTP API on ONNX Runtime."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from resnet_service.app import create_app  # noqa: E402 - app imports __version__ from here
-from resnet_service.settings import Settings  # noqa: E402
-
 __all__ = ["create_app", "Settings", "__version__"]
+
+if TYPE_CHECKING:
+    from resnet_service.app import create_app
+    from resnet_service.settings import Settings
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: `resnet-service --help` then loads neither onnxruntime, FastAPI, numpy nor Pillow.
+    if name == "create_app":
+        from resnet_service.app import create_app
+
+        return create_app
+    if name == "Settings":
+        from resnet_service.settings import Settings
+
+        return Settings
+    raise AttributeError(f"module 'resnet_service' has no attribute {name!r}")

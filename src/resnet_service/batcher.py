@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 RunBatch = Callable[[list[np.ndarray]], Awaitable[np.ndarray]]
 # Told each batch's size and how long the model took on it, for the batch-size and inference metrics.
 ObserveBatch = Callable[[int, float], None]
+# Told of images whose caller gave up: ("queued", n) skipped before their batch, ("computed", 1) run for nobody.
+ObserveAbandoned = Callable[[str, int], None]
 
 
 class BatchSizeMismatch(RuntimeError):
@@ -66,7 +68,7 @@ class Slot:
         # Called from both sides (the caller leaving, the batch finishing), in either order; counts once.
         if self.computed and not self._counted:
             self._counted = True
-            self._batcher.abandoned += 1
+            self._batcher._abandoned_computed()
 
     def __enter__(self) -> Slot:
         return self
@@ -101,11 +103,13 @@ class DynamicBatcher:
         max_wait_ms: float = 0.0,
         max_queue: int = 1_000_000,
         observe_batch: ObserveBatch | None = None,
+        observe_abandoned: ObserveAbandoned | None = None,
     ) -> None:
         if max_batch_size < 1 or max_queue < 1:
             raise ValueError("max_batch_size and max_queue must be at least 1")
         self._run_batch = run_batch
         self._observe_batch = observe_batch
+        self._observe_abandoned = observe_abandoned
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue = max_queue
@@ -223,8 +227,16 @@ class DynamicBatcher:
             request.slot.release()
         # A caller that gave up (disconnect, deadline) cancelled its future; its row would be wasted work.
         live = [request for request in batch if not request.future.done()]
-        self.dropped += len(batch) - len(live)
+        if len(live) < len(batch):
+            self.dropped += len(batch) - len(live)
+            if self._observe_abandoned is not None:
+                self._observe_abandoned("queued", len(batch) - len(live))
         return live
+
+    def _abandoned_computed(self) -> None:
+        self.abandoned += 1
+        if self._observe_abandoned is not None:
+            self._observe_abandoned("computed", 1)
 
     async def _loop(self) -> None:
         while True:

@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         "predict",
         help="classify local image files without a server",
         description="Classify local image files with the ONNX model in this process, no server needed. Prints "
-        "one line of the seed's JSON per file, in the order given; a file that fails gets "
+        "one line of /predict's JSON per file, in the order given; a file that fails gets "
         '{"success": false, "error": ...} and the exit status is 1.',
         epilog="example: resnet-service predict dog.jpg cat.png --top-k 3",
     )

@@ -136,7 +136,6 @@ class Engine:
         path: Path,
         device: Device,
         intra_op_threads: int,
-        inference_threads: int,
         spinning: bool = True,
         batch_sizes: str | Sequence[int] = "auto",
         max_batch_size: int = 8,
@@ -184,7 +183,8 @@ class Engine:
             if not cuda.graphs:
                 sessions.update({size: _session(path, options, providers) for size in sizes[:-1]})
             runner = DeviceRunner(sessions, "cuda", cuda.graphs)
-        executor = ThreadPoolExecutor(max_workers=inference_threads, thread_name_prefix="inference")
+        # One thread: the batcher awaits one batch at a time, and one run already uses every intra-op thread.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         engine = cls(
             session=session,
             path=path,

@@ -36,7 +36,6 @@ def classify_files(paths: list[Path], settings: Settings, out: TextIO, err: Text
             settings.model_path,
             device=settings.device,
             intra_op_threads=settings.intra_op_threads,
-            inference_threads=1,
             spinning=False,
             # One file at a time: one batch size, so a GPU prepares one shape.
             batch_sizes=(1,),

@@ -75,6 +75,13 @@ class Metrics:
             ["model", "outcome"],
             registry=registry,
         )
+        self.abandoned = Counter(
+            "resnet_images_abandoned",
+            "Images whose caller gave up (disconnect, deadline): stage=queued, skipped before their batch ran (no "
+            "model time spent); stage=computed, run by the model for nobody.",
+            ["model", "stage"],
+            registry=registry,
+        )
         self.in_flight = Gauge(
             "resnet_requests_in_flight",
             "HTTP requests being handled right now.",
@@ -159,9 +166,13 @@ class ModelMetrics:
         self._inference_seconds = metrics.inference_seconds.labels(name)
         self._batch_size = metrics.batch_size.labels(name)
         self._images = metrics.images
+        self._abandoned = metrics.abandoned
 
     def count_image(self, outcome: str) -> None:
         self._images.labels(self.name, outcome).inc()
+
+    def observe_abandoned(self, stage: str, count: int) -> None:
+        self._abandoned.labels(self.name, stage).inc(count)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self._batch_size.observe(size)

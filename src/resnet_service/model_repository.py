@@ -218,7 +218,6 @@ class ModelRepository:
             path,
             device=settings.device,
             intra_op_threads=settings.intra_op_threads,
-            inference_threads=settings.inference_threads,
             spinning=settings.intra_op_spinning,
             batch_sizes=settings.batch_sizes,
             max_batch_size=settings.max_batch_size,
@@ -233,6 +232,7 @@ class ModelRepository:
             settings.batch_timeout_ms,
             max_queue=settings.max_queue,
             observe_batch=model_metrics.observe_batch,
+            observe_abandoned=model_metrics.observe_abandoned,
         )
         pipeline = Pipeline(batcher, self.preprocess_pool, settings, model_metrics, self.gate, engine.contract.input)
         try:

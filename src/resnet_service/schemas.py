@@ -29,7 +29,7 @@ class Prediction(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    """The seed's answer, byte for byte: ``predictions`` then ``success``, nothing else."""
+    """The Flask + Keras tutorial's answer, byte for byte: ``predictions`` then ``success``, nothing else."""
 
     model_config = ConfigDict(
         json_schema_extra={

@@ -125,15 +125,10 @@ class Settings(BaseSettings):
         description="Let ONNX Runtime's threads spin between runs: about 2 ms less latency for a lone client, "
         "but the spinning takes CPU that decoding needs under load (measured: 4-6% less throughput at 8 clients).",
     )
-    inference_threads: int = Field(
-        1,
-        ge=1,
-        description="Threads running ONNX Runtime sessions. One session run already uses every intra-op thread.",
-    )
     resize: Literal["exact", "fast"] = Field(
         "exact",
-        description="exact: bit-identical to the seed's Keras path. fast: large JPEGs decode at reduced scale "
-        "(Image.draft) and large images are box-reduced before the bicubic resize.",
+        description="exact: bit-identical to Keras' own preprocessing (PIL resize, preprocess_input). fast: large "
+        "JPEGs decode at reduced scale (Image.draft) and large images are box-reduced before the resize.",
     )
     max_batch_size: int = Field(
         8, ge=1, le=256, description="Most requests coalesced into one ONNX Runtime call; 1 turns batching off."

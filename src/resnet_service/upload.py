@@ -1,10 +1,10 @@
 """Read the images out of a request body while it streams in, with the byte limit enforced as it arrives.
 
-Three bodies carry images: multipart/form-data with ``image`` file fields (the seed's), the image file itself as
-the body (``Content-Type: image/jpeg`` and friends), and JSON ``{"image": "<base64>"}`` (or a list of them, or
-data: URLs, as a browser's FileReader makes them). FastAPI's ``UploadFile`` would spool the whole body to disk
-before the handler could look at its size; parsing the stream here refuses an oversize upload after at most
-``max_bytes`` plus one chunk, keeps the image in memory, and needs no thread hops.
+Three bodies carry images: multipart/form-data with ``image`` file fields (the Flask + Keras tutorial's), the
+image file itself as the body (``Content-Type: image/jpeg`` and friends), and JSON ``{"image": "<base64>"}`` (or a
+list of them, or data: URLs, as a browser's FileReader makes them). FastAPI's ``UploadFile`` would spool the whole
+body to disk before the handler could look at its size; parsing the stream here refuses an oversize upload after at
+most ``max_bytes`` plus one chunk, keeps the image in memory, and needs no thread hops.
 """
 
 from __future__ import annotations

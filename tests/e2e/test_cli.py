@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,24 @@ def test_predict_without_a_model_says_how_to_make_one(tmp_path: Path) -> None:
 def test_help_of_every_command_is_useful(command: tuple[str, ...], expected: str) -> None:
     result = _cli(*command, "--help")
     assert result.returncode == 0 and expected in result.stdout, result.stdout + result.stderr
+
+
+def test_the_command_line_loads_no_serving_library_until_a_command_runs() -> None:
+    # What makes `resnet-service --help` answer at once: the package and the CLI import only the standard library.
+    heavy = ("onnxruntime", "fastapi", "numpy", "PIL")
+    code = f"import sys, resnet_service.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=server_env())
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_public_text_speaks_to_users_without_project_history_words(tmp_path: Path) -> None:
+    from bench.null_model import write_null_model
+    from resnet_service import Settings, create_app
+
+    helps = [_cli(*command, "--help").stdout for command in ([], ["serve"], ["predict"], ["export"])]
+    settings = Settings(model_path=write_null_model(tmp_path / "null.onnx"))
+    with TestClient(create_app(settings)) as client:
+        texts = [*helps, client.get("/openapi.json").text, client.get("/").text]
+    for text in texts:
+        assert len(text) > 200
+        assert not re.search(r"\bthe seed\b|\bseed's\b", text, flags=re.IGNORECASE), text

@@ -116,6 +116,13 @@ def test_requests_past_their_deadline_get_504_and_never_reach_the_model(settings
         # ...and every row the model did run was either answered or abandoned by a deadline striking mid-batch.
         assert batcher.rows_run == answered + batcher.abandoned, accounting
         assert batcher.waiting == 0
+        # Both are exported, by the stage at which the caller gave up.
+        metrics = httpx.get(f"{server.url}/metrics", trust_env=False).text
+        queued = f'resnet_images_abandoned_total{{model="resnet50",stage="queued"}} {float(batcher.dropped)}'
+        assert queued in metrics, metrics
+        if batcher.abandoned:
+            computed = f'resnet_images_abandoned_total{{model="resnet50",stage="computed"}} {float(batcher.abandoned)}'
+            assert computed in metrics
 
 
 def _raw_upload(port: int) -> socket.socket:

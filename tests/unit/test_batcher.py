@@ -312,7 +312,8 @@ def test_a_cancelled_request_gives_its_place_back_and_is_counted_as_dropped() ->
     async def scenario() -> None:
         model = GatedModel()
         model.gate.clear()
-        batcher = DynamicBatcher(model, max_batch_size=1, max_queue=4)
+        told: list[tuple[str, int]] = []
+        batcher = DynamicBatcher(model, max_batch_size=1, max_queue=4, observe_abandoned=lambda *a: told.append(a))
         batcher.start()
         first = asyncio.create_task(batcher.submit(row(1)))
         await model.started.wait()
@@ -326,6 +327,7 @@ def test_a_cancelled_request_gives_its_place_back_and_is_counted_as_dropped() ->
         await first
         await asyncio.sleep(0.01)
         assert batcher.dropped == 1 and batcher.rows_run == 1 and model.batches == [[1.0]]
+        assert told == [("queued", 1)]  # what the resnet_images_abandoned metric counts
         await batcher.stop()
 
     run(scenario)
@@ -335,7 +337,8 @@ def test_a_request_cancelled_while_its_batch_runs_is_counted_as_abandoned_not_dr
     async def scenario() -> None:
         model = GatedModel()
         model.gate.clear()
-        batcher = DynamicBatcher(model, max_batch_size=2, max_queue=4)
+        told: list[tuple[str, int]] = []
+        batcher = DynamicBatcher(model, max_batch_size=2, max_queue=4, observe_abandoned=lambda *a: told.append(a))
         batcher.start()
         running = asyncio.create_task(batcher.submit(row(1)))
         await model.started.wait()
@@ -344,6 +347,7 @@ def test_a_request_cancelled_while_its_batch_runs_is_counted_as_abandoned_not_dr
         await asyncio.sleep(0.01)
         assert running.cancelled()
         assert (batcher.rows_run, batcher.dropped, batcher.abandoned) == (1, 0, 1)
+        assert told == [("computed", 1)]
         await batcher.stop()
 
     run(scenario)

@@ -64,7 +64,7 @@ def test_a_session_per_batch_size_runs_each_size_on_its_own_session(model_path: 
 
 
 def _engine(model_path: Path, **options: object) -> Engine:
-    return Engine.load(model_path, device="cpu", intra_op_threads=2, inference_threads=1, **options)  # type: ignore[arg-type]
+    return Engine.load(model_path, device="cpu", intra_op_threads=2, **options)  # type: ignore[arg-type]
 
 
 def test_on_a_cpu_every_size_runs_unpadded_and_warm_up_runs_one(model_path: Path) -> None:

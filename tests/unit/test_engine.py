@@ -37,24 +37,24 @@ def test_cuda_that_silently_fell_back_to_cpu_is_a_startup_error() -> None:
 @pytest.mark.skipif(CUDA in ort.get_available_providers(), reason="this onnxruntime has CUDA")
 def test_loading_with_device_cuda_on_this_cpu_only_onnxruntime_fails(model_path: Path) -> None:
     with pytest.raises(StartupError, match="no CUDA provider"):
-        Engine.load(model_path, device="cuda", intra_op_threads=1, inference_threads=1)
+        Engine.load(model_path, device="cuda", intra_op_threads=1)
 
 
 def test_missing_model_file_names_the_file_and_the_fix(tmp_path: Path) -> None:
     missing = tmp_path / "nope.onnx"
     with pytest.raises(StartupError, match=f"{missing} not found: run `make model`"):
-        Engine.load(missing, device="cpu", intra_op_threads=1, inference_threads=1)
+        Engine.load(missing, device="cpu", intra_op_threads=1)
 
 
 def test_corrupt_model_file_names_the_file_and_the_fix(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x08\x07not an onnx protobuf" * 100)
     with pytest.raises(StartupError, match=f"{corrupt} could not be loaded.*re-export"):
-        Engine.load(corrupt, device="cpu", intra_op_threads=1, inference_threads=1)
+        Engine.load(corrupt, device="cpu", intra_op_threads=1)
 
 
 def test_engine_runs_a_batch_in_its_pool_and_reports_provenance(model_path: Path) -> None:
-    engine = Engine.load(model_path, device="cpu", intra_op_threads=1, inference_threads=1)
+    engine = Engine.load(model_path, device="cpu", intra_op_threads=1)
     try:
         probabilities = asyncio.run(engine.run([np.zeros((1, 224, 224, 3), dtype=np.float32)] * 2))
         assert probabilities.shape == (2, 1000)
