@@ -35,8 +35,8 @@ import numpy as np
 
 from bench.path import ROOT, service
 from bench.quick import BOUNDARY, multipart, photo_jpeg
-from resnet_service.engine import ConvSearch, CudaOptions, Device, Engine
-from resnet_service.export import VERIFICATION_PHOTOS, skimage_photos
+from resnet_service.export.convert import VERIFICATION_PHOTOS, skimage_photos
+from resnet_service.inference.engine import ConvSearch, CudaOptions, Device, Engine
 
 OUT = Path(os.environ.get("OUT") or ROOT / "bench" / "results")
 FIGURES: dict[str, object] = {}
@@ -196,7 +196,7 @@ def half_precision(model: Path, fp32_speed: dict[int, float]) -> None:
     """fp16 vs fp32: the model's throughput at batch 32, and agreement on real photos, both on the GPU."""
     import onnx
 
-    from resnet_service.fp16 import to_fp16
+    from resnet_service.export.fp16 import to_fp16
 
     batch = photo_rows()
     reference = load_engine(model, (1, 8))

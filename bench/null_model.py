@@ -14,8 +14,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from resnet_service.labels import Labels
-from resnet_service.model_contract import InputSpec, ModelContract
+from resnet_service.inference.labels import Labels
+from resnet_service.inference.model_contract import InputSpec, ModelContract
 
 __all__ = ["write_null_model"]
 

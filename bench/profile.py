@@ -19,15 +19,22 @@ RATE_HZ = 200
 
 # (stage, substrings of a py-spy frame "function (file:line)"), tried on each frame from the innermost outwards.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("model (ONNX Runtime)", ("onnxruntime/", "run_sync (resnet_service/engine.py")),
+    ("model (ONNX Runtime)", ("onnxruntime/", "run_sync (resnet_service/inference/engine.py")),
     ("resize (Pillow bicubic)", ("resize (PIL/Image.py",)),
     ("normalise (BGR, float32, mean)", ("to_model_input", "merge (PIL/Image.py", "split (PIL/Image.py", "numpy/")),
     ("decode (Pillow, libjpeg-turbo)", ("PIL/",)),
-    ("logs and metrics", ("prometheus_client/", "logging/", "resnet_service/log.py", "resnet_service/observe.py")),
-    ("multipart", ("python_multipart/", "resnet_service/upload.py")),
+    ("logs and metrics", ("prometheus_client/", "logging/", "resnet_service/log.py", "resnet_service/api/observe.py")),
+    ("multipart", ("python_multipart/", "resnet_service/api/upload.py")),
     (
         "batching and thread hops",
-        ("resnet_service/batcher.py", "concurrent/futures/", "threading.py", "queue.py", "anyio/", "asyncio/futures"),
+        (
+            "resnet_service/inference/batcher.py",
+            "concurrent/futures/",
+            "threading.py",
+            "queue.py",
+            "anyio/",
+            "asyncio/futures",
+        ),
     ),
     ("HTTP and framework", ("uvicorn/", "starlette/", "fastapi/", "pydantic", "httptools", "json/")),
     ("service code (routes, pipeline, labels)", ("resnet_service/",)),

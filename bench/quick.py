@@ -29,7 +29,7 @@ import onnxruntime as ort
 from PIL import Image
 from skimage import data
 
-from resnet_service.preprocessing import preprocess
+from resnet_service.inference.preprocessing import preprocess
 from resnet_service.settings import available_cpus
 
 BOUNDARY = "benchboundary"

@@ -23,7 +23,7 @@ import onnxruntime as ort
 from PIL import Image
 from skimage import data
 
-from resnet_service.preprocessing import preprocess
+from resnet_service.inference.preprocessing import preprocess
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
 

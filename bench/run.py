@@ -36,7 +36,7 @@ from PIL import Image
 from skimage import data
 
 from bench.quick import BOUNDARY, free_port, multipart, rss_mb, start_server
-from resnet_service.preprocessing import preprocess
+from resnet_service.inference.preprocessing import preprocess
 from resnet_service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

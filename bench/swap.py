@@ -25,7 +25,7 @@ import httpx
 import onnxruntime as ort
 
 from bench.quick import start_server
-from resnet_service.model_contract import read_contract
+from resnet_service.inference.model_contract import read_contract
 from tests.support.images import encode, photo
 
 __all__ = ["SwapReport", "swap_under_load"]

@@ -28,7 +28,7 @@ from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
-MULTIPART_OVERHEAD_KIB = 64  # resnet_service.upload.MULTIPART_OVERHEAD_BYTES, without importing the package
+MULTIPART_OVERHEAD_KIB = 64  # resnet_service.api.upload.MULTIPART_OVERHEAD_BYTES, without importing the package
 
 
 def say(message: str) -> None:

@@ -9,14 +9,14 @@ __version__ = "0.1.0"
 __all__ = ["create_app", "Settings", "__version__"]
 
 if TYPE_CHECKING:
-    from resnet_service.app import create_app
+    from resnet_service.api.app import create_app
     from resnet_service.settings import Settings
 
 
 def __getattr__(name: str) -> Any:
     # Imported on first use: `resnet-service --help` then loads neither onnxruntime, FastAPI, numpy nor Pillow.
     if name == "create_app":
-        from resnet_service.app import create_app
+        from resnet_service.api.app import create_app
 
         return create_app
     if name == "Settings":

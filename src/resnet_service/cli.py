@@ -16,7 +16,7 @@ MODEL_HELP = "ONNX model file (default: RESNET_MODEL_PATH, else models/resnet50.
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from resnet_service.app import create_app
+    from resnet_service.api.app import create_app
     from resnet_service.log import logging_config
     from resnet_service.server import serve
     from resnet_service.settings import Settings
@@ -42,9 +42,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     # export imports TensorFlow only inside its functions and names the missing extra itself.
-    from resnet_service import export
+    from resnet_service.export import convert
 
-    return export.main(args.export_args, prog="resnet-service export")
+    return convert.main(args.export_args, prog="resnet-service export")
 
 
 def _positive(text: str) -> int:

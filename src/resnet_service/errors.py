@@ -34,8 +34,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from resnet_service.request_id import request_id_of
-from resnet_service.schemas import ErrorDetail, ErrorResponse
+from resnet_service.api.request_id import request_id_of
+from resnet_service.api.schemas import ErrorDetail, ErrorResponse
 
 __all__ = [
     "ServiceError",

@@ -8,11 +8,11 @@ from typing import TextIO
 
 import numpy as np
 
-from resnet_service.engine import CudaOptions, Engine
+from resnet_service.api.schemas import ErrorDetail, ErrorResponse, PredictResponse
 from resnet_service.errors import InvalidImage, ServiceError, StartupError
-from resnet_service.model_contract import ContractDefaults, InputSpec
-from resnet_service.preprocessing import preprocess
-from resnet_service.schemas import ErrorDetail, ErrorResponse, PredictResponse
+from resnet_service.inference.engine import CudaOptions, Engine
+from resnet_service.inference.model_contract import ContractDefaults, InputSpec
+from resnet_service.inference.preprocessing import preprocess
 from resnet_service.settings import Settings
 
 __all__ = ["classify_files"]

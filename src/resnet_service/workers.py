@@ -63,7 +63,7 @@ def serve_workers(settings: Settings, host: str, port: int, log_level: str, log_
     # Spawned workers start with this process's environment and build their Settings from it.
     os.environ.update(settings.environment())
     config = uvicorn.Config(
-        "resnet_service.app:create_app",
+        "resnet_service.api.app:create_app",
         factory=True,
         host=host,
         port=port,

@@ -7,7 +7,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from resnet_service.docs import CONTENT_SECURITY_POLICY
+from resnet_service.api.docs import CONTENT_SECURITY_POLICY
 
 
 def test_the_demo_page_is_served_at_the_root_and_calls_the_api_by_relative_urls(client: TestClient) -> None:

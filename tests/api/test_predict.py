@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from resnet_service import Settings, create_app
-from resnet_service.labels import Labels
+from resnet_service.inference.labels import Labels
 from tests.support.errors import assert_error
 from tests.support.images import encode, photo
 

@@ -14,8 +14,8 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from resnet_service import Settings
-from resnet_service.labels import Labels
-from resnet_service.preprocessing import preprocess
+from resnet_service.inference.labels import Labels
+from resnet_service.inference.preprocessing import preprocess
 from tests.conftest import ThreadedServer, threaded_server
 from tests.support.images import encode, photo
 

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from bench.null_model import write_null_model
 from bench.swap import swap_under_load
 from resnet_service import Settings, create_app
-from resnet_service.model_contract import labels_digest
+from resnet_service.inference.model_contract import labels_digest
 from tests.conftest import KerasReference
 from tests.support.images import encode, photo
 

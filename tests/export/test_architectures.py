@@ -20,8 +20,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from resnet_service import Settings, create_app
-from resnet_service.architectures import ARCHITECTURES
-from resnet_service.export import MAX_ABS_DIFF
+from resnet_service.export.architectures import ARCHITECTURES
+from resnet_service.export.convert import MAX_ABS_DIFF
 from tests.conftest import ROOT, KerasReference
 from tests.support.architecture_exports import EXPORTED, SMALL_LABELS
 

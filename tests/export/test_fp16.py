@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from resnet_service.fp16 import FP16_MAX_ABS_DIFF
+from resnet_service.export.fp16 import FP16_MAX_ABS_DIFF
 from tests.conftest import ROOT, KerasReference
 
 

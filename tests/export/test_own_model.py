@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 
 from resnet_service import Settings, create_app
 from resnet_service.errors import StartupError
-from resnet_service.model_contract import labels_digest
-from resnet_service.own_model import OwnModelRefused, read_labels
+from resnet_service.export.own_model import OwnModelRefused, read_labels
+from resnet_service.inference.model_contract import labels_digest
 from tests.conftest import KerasReference
 from tests.support.images import encode, photo
 from tests.support.keras_reference import FINETUNED_LABELS

@@ -34,7 +34,7 @@ def export_own_small_models(out: Path) -> dict[str, int]:
     command line as is and with --preprocessing torch; returns the exit statuses."""
     import keras
 
-    from resnet_service.export import main as export_main
+    from resnet_service.export.convert import main as export_main
 
     keras.utils.set_random_seed(SEED)
     inputs = keras.Input((64, 64, 3))
@@ -56,15 +56,15 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    from resnet_service.export import prepare_tensorflow
+    from resnet_service.export.convert import prepare_tensorflow
 
     prepare_tensorflow()
     from PIL import Image
 
-    from resnet_service.architectures import ARCHITECTURES
-    from resnet_service.export import convert_and_verify, imagenet_contract, load_keras_model, skimage_photo
-    from resnet_service.model_contract import InputSpec
-    from resnet_service.preprocessing import preprocess, to_model_input
+    from resnet_service.export.architectures import ARCHITECTURES
+    from resnet_service.export.convert import convert_and_verify, imagenet_contract, load_keras_model, skimage_photo
+    from resnet_service.inference.model_contract import InputSpec
+    from resnet_service.inference.preprocessing import preprocess, to_model_input
 
     def progress(message: str) -> None:
         print(f"[architectures] {message}", file=sys.stderr, flush=True)

@@ -60,7 +60,7 @@ def write_parity_images(directory: Path) -> dict[str, Path]:
 
 def write_calibration_images(directory: Path) -> list[Path]:
     """Every photo scikit-image ships, as JPEG and mirrored: 30 real images to calibrate INT8 on."""
-    from resnet_service.export import CALIBRATION_PHOTOS, skimage_photo
+    from resnet_service.export.convert import CALIBRATION_PHOTOS, skimage_photo
 
     directory.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -53,7 +53,7 @@ def export_finetuned(model: object, out: Path, progress: object) -> None:
     with model.save and exported with --model and --labels; and the same with a label file one name short."""
     import keras
 
-    from resnet_service.export import main as export_main
+    from resnet_service.export.convert import main as export_main
 
     features = model.get_layer("avg_pool").output  # type: ignore[attr-defined]
     head = keras.layers.Dense(len(FINETUNED_LABELS), activation="softmax", name="cats")
@@ -94,14 +94,14 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    from resnet_service.export import prepare_tensorflow
+    from resnet_service.export.convert import prepare_tensorflow
 
     prepare_tensorflow()
     use_packaged_class_index()
 
     from keras.applications.imagenet_utils import decode_predictions
 
-    from resnet_service.export import convert_and_verify, load_keras_model
+    from resnet_service.export.convert import convert_and_verify, load_keras_model
 
     def progress(message: str) -> None:
         print(f"[reference] {message}", file=sys.stderr, flush=True)

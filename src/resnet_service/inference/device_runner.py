@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from resnet_service.batch_sizes import padded_size, stack_padded
+from resnet_service.inference.batch_sizes import padded_size, stack_padded
 
 __all__ = ["DeviceRunner"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from resnet_service.deps import ModelsDep
-from resnet_service.model_repository import ServedModel
-from resnet_service.schemas import InputContract, ModelSummary
+from resnet_service.api.deps import ModelsDep
+from resnet_service.api.schemas import InputContract, ModelSummary
+from resnet_service.inference.model_repository import ServedModel
 
 __all__ = ["router", "summary"]
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resnet_service.labels import Labels
+from resnet_service.inference.labels import Labels
 
-SHARED_INDEX = Path(__file__).resolve().parents[3] / "shared/data/imagenet_class_index.json"
+SHARED_INDEX = Path(__file__).resolve().parents[4] / "shared/data/imagenet_class_index.json"
 
 
 def test_packaged_index_has_the_canonical_keras_names_in_order() -> None:

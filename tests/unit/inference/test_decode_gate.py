@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from resnet_service.decode_gate import DecodeGate
+from resnet_service.inference.decode_gate import DecodeGate
 
 
 def _decode_in_thread(gate: DecodeGate, started: threading.Event, release: threading.Event) -> threading.Thread:

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from resnet_service.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
-from resnet_service.model_contract import InputSpec
+from resnet_service.inference.model_contract import InputSpec
 
 __all__ = [
     "RESNET50_INPUT",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from resnet_service.model_contract import PreprocessingMode
+from resnet_service.inference.model_contract import PreprocessingMode
 
 __all__ = ["Architecture", "ARCHITECTURES", "architecture"]
 

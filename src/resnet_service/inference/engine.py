@@ -17,11 +17,11 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
-from resnet_service.batch_sizes import EVERY, POWERS_OF_TWO, model_batch_sizes, padded_size, stack_padded
-from resnet_service.decode_gate import DecodeGate
-from resnet_service.device_runner import DeviceRunner
 from resnet_service.errors import InferenceFailed, StartupError
-from resnet_service.model_contract import ContractDefaults, ModelContract, read_contract
+from resnet_service.inference.batch_sizes import EVERY, POWERS_OF_TWO, model_batch_sizes, padded_size, stack_padded
+from resnet_service.inference.decode_gate import DecodeGate
+from resnet_service.inference.device_runner import DeviceRunner
+from resnet_service.inference.model_contract import ContractDefaults, ModelContract, read_contract
 
 __all__ = ["CudaOptions", "Engine", "choose_providers", "check_provider"]
 

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from resnet_service.architectures import ARCHITECTURES, Architecture, architecture
 from resnet_service.errors import StartupError
-from resnet_service.labels import Labels
-from resnet_service.model_contract import MODES, InputSpec, ModelContract, PreprocessingMode
-from resnet_service.own_model import OwnModelRefused
-from resnet_service.preprocessing import to_model_input
+from resnet_service.export.architectures import ARCHITECTURES, Architecture, architecture
+from resnet_service.export.own_model import OwnModelRefused
+from resnet_service.inference.labels import Labels
+from resnet_service.inference.model_contract import MODES, InputSpec, ModelContract, PreprocessingMode
+from resnet_service.inference.preprocessing import to_model_input
 
 if TYPE_CHECKING:
     import keras
@@ -275,7 +275,7 @@ def _parity(expected: np.ndarray, proto: Any, inputs: np.ndarray) -> tuple[float
 
 def _half(proto: Any, inputs: np.ndarray, expected: np.ndarray, reference: str, progress: Progress) -> Any:
     """``proto`` in fp16, after checking it against ``expected``; ``ParityFailed`` if it is broken."""
-    from resnet_service.fp16 import FP16_MAX_ABS_DIFF, to_fp16
+    from resnet_service.export.fp16 import FP16_MAX_ABS_DIFF, to_fp16
 
     progress(f"converting to fp16 and comparing with {reference} on {len(inputs)} inputs")
     half, report = to_fp16(proto, inputs, expected, reference)
@@ -384,7 +384,7 @@ def export_own_model(args: argparse.Namespace, progress: Progress) -> ExportRepo
 
     Its input size is its own; its preprocessing is that of the backbone --architecture names, or --preprocessing.
     """
-    from resnet_service.own_model import load_own_model, read_labels
+    from resnet_service.export.own_model import load_own_model, read_labels
 
     arch = architecture(args.architecture)
     labels = read_labels(args.labels) if args.labels else None
@@ -404,7 +404,7 @@ def half_from_onnx(fp32: Path, output: Path, seed: int, progress: Progress) -> N
     import onnx
     import onnxruntime as ort
 
-    from resnet_service.model_contract import read_contract
+    from resnet_service.inference.model_contract import read_contract
 
     proto = onnx.load(str(fp32))
     session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
@@ -501,7 +501,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def _quantize(args: argparse.Namespace, fp32: Path, progress: Progress) -> int:
-    from resnet_service.quantize import quantize_int8
+    from resnet_service.export.quantize import quantize_int8
 
     output = args.int8_output or fp32.with_name(fp32.name.removesuffix(".onnx") + ".int8.onnx")
     try:

@@ -18,7 +18,7 @@ from typing import Literal, get_args
 from PIL import Image
 
 from resnet_service.errors import StartupError
-from resnet_service.labels import Labels
+from resnet_service.inference.labels import Labels
 
 __all__ = [
     "InputSpec",
@@ -220,7 +220,7 @@ def _labels(recorded: str, classes: int, path: Path, digest: str | None) -> Labe
 def _labels_from_setting(setting: str, classes: int, path: Path) -> Labels:
     if setting == "imagenet":
         return _labels("imagenet", classes, path, None)
-    from resnet_service.own_model import OwnModelRefused, read_labels
+    from resnet_service.export.own_model import OwnModelRefused, read_labels
 
     try:
         names = read_labels(Path(setting))

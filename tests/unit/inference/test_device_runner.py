@@ -13,8 +13,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from resnet_service.device_runner import DeviceRunner
-from resnet_service.engine import CudaOptions, Engine
+from resnet_service.inference.device_runner import DeviceRunner
+from resnet_service.inference.engine import CudaOptions, Engine
 
 
 def _rows(count: int, seed: int) -> list[np.ndarray]:

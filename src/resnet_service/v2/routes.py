@@ -19,14 +19,14 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from resnet_service import __version__
-from resnet_service.deps import ModelsDep
-from resnet_service.disconnect import cancel_on_disconnect
+from resnet_service.api.deps import ModelsDep
+from resnet_service.api.disconnect import cancel_on_disconnect
+from resnet_service.api.observe import stats_of
+from resnet_service.api.upload import read_body
 from resnet_service.errors import InvalidInferenceRequest, ModelNotFound, ServiceError
-from resnet_service.labels import Labels
-from resnet_service.model_repository import ModelRepository, ServedModel
-from resnet_service.observe import stats_of
-from resnet_service.upload import read_body
-from resnet_service.v2_schemas import (
+from resnet_service.inference.labels import Labels
+from resnet_service.inference.model_repository import ModelRepository, ServedModel
+from resnet_service.v2.messages import (
     IMAGE_INPUT,
     OUTPUT,
     TENSOR_INPUT,

@@ -8,8 +8,8 @@ from importlib import metadata
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from resnet_service.model_repository import LoadFailure, ModelRepository, ServedModel
-from resnet_service.schemas import Health, InputContract, Liveness, ModelInfo, Readiness
+from resnet_service.api.schemas import Health, InputContract, Liveness, ModelInfo, Readiness
+from resnet_service.inference.model_repository import LoadFailure, ModelRepository, ServedModel
 
 __all__ = ["router"]
 

@@ -18,9 +18,9 @@ from typing import Any
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from resnet_service.api.request_id import request_id_of
 from resnet_service.log import ACCESS_LOGGER
 from resnet_service.metrics import Metrics
-from resnet_service.request_id import request_id_of
 
 __all__ = ["ObserveMiddleware", "RequestStats", "stats_of"]
 

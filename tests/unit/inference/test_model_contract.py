@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from resnet_service.errors import StartupError
-from resnet_service.labels import Labels
-from resnet_service.model_contract import (
+from resnet_service.inference.labels import Labels
+from resnet_service.inference.model_contract import (
     LEGACY_CAFFE,
     ContractDefaults,
     InputSpec,
@@ -19,7 +19,7 @@ from resnet_service.model_contract import (
     labels_digest,
     read_contract,
 )
-from resnet_service.preprocessing import to_model_input
+from resnet_service.inference.preprocessing import to_model_input
 
 PATH = Path("model.onnx")
 NAMES = ("cat", "dog", "owl")

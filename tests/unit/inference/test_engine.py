@@ -9,8 +9,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from resnet_service.engine import CPU, CUDA, CudaOptions, Engine, check_provider, choose_providers
 from resnet_service.errors import StartupError
+from resnet_service.inference.engine import CPU, CUDA, CudaOptions, Engine, check_provider, choose_providers
 
 
 def test_cpu_device_never_asks_for_cuda() -> None:

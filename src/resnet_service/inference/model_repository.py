@@ -18,9 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from resnet_service.batcher import DynamicBatcher
-from resnet_service.decode_gate import DecodeGate
-from resnet_service.engine import CudaOptions, Engine
 from resnet_service.errors import (
     ModelControlRefused,
     ModelLoadFailed,
@@ -29,9 +26,12 @@ from resnet_service.errors import (
     ServiceError,
     StartupError,
 )
+from resnet_service.inference.batcher import DynamicBatcher
+from resnet_service.inference.decode_gate import DecodeGate
+from resnet_service.inference.engine import CudaOptions, Engine
+from resnet_service.inference.model_contract import ContractDefaults
+from resnet_service.inference.pipeline import Pipeline
 from resnet_service.metrics import Metrics
-from resnet_service.model_contract import ContractDefaults
-from resnet_service.pipeline import Pipeline
 from resnet_service.settings import Settings
 
 __all__ = ["LoadFailure", "ModelRepository", "ServedModel", "scan_models"]

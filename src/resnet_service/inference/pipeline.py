@@ -18,13 +18,13 @@ from typing import TypeVar
 
 import numpy as np
 
-from resnet_service.batcher import DynamicBatcher, QueueFull, Slot
-from resnet_service.decode_gate import DecodeGate
+from resnet_service.api.observe import RequestStats
 from resnet_service.errors import DeadlineExceeded, Overloaded, ServiceError, TooManyImages
+from resnet_service.inference.batcher import DynamicBatcher, QueueFull, Slot
+from resnet_service.inference.decode_gate import DecodeGate
+from resnet_service.inference.model_contract import InputSpec
+from resnet_service.inference.preprocessing import Preprocessed, preprocess_image
 from resnet_service.metrics import ModelMetrics
-from resnet_service.model_contract import InputSpec
-from resnet_service.observe import RequestStats
-from resnet_service.preprocessing import Preprocessed, preprocess_image
 from resnet_service.settings import Settings
 
 __all__ = ["Pipeline", "RETRY_AFTER_S"]

@@ -16,8 +16,8 @@ import numpy as np
 import onnxruntime as ort
 
 from resnet_service.errors import ServiceError, StartupError
-from resnet_service.model_contract import InputSpec, read_contract
-from resnet_service.preprocessing import preprocess
+from resnet_service.inference.model_contract import InputSpec, read_contract
+from resnet_service.inference.preprocessing import preprocess
 
 __all__ = ["QuantizationReport", "quantize_int8", "calibration_images"]
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 import pytest
 
-from resnet_service.batcher import BatchSizeMismatch, DynamicBatcher, QueueFull
+from resnet_service.inference.batcher import BatchSizeMismatch, DynamicBatcher, QueueFull
 
 
 class GatedModel:

@@ -12,19 +12,20 @@ import onnxruntime as ort
 from fastapi import Depends, FastAPI
 
 from resnet_service import __version__
-from resnet_service.auth import UNAUTHORIZED_RESPONSE, api_key_guard
-from resnet_service.decode_gate import DecodeGate
-from resnet_service.docs import install_docs, list_models_in_openapi
-from resnet_service.engine import CPU, choose_providers
+from resnet_service.api.auth import UNAUTHORIZED_RESPONSE, api_key_guard
+from resnet_service.api.docs import install_docs, list_models_in_openapi
+from resnet_service.api.observe import ObserveMiddleware
+from resnet_service.api.request_id import RequestIdMiddleware
+from resnet_service.api.routes import demo, health, models, predict
+from resnet_service.api.routes import metrics as metrics_route
+from resnet_service.api.url_fetch import UrlPolicy
 from resnet_service.errors import StartupError, install_error_handlers
+from resnet_service.inference.decode_gate import DecodeGate
+from resnet_service.inference.engine import CPU, choose_providers
+from resnet_service.inference.model_repository import ModelRepository
 from resnet_service.metrics import Metrics
-from resnet_service.model_repository import ModelRepository
-from resnet_service.observe import ObserveMiddleware
-from resnet_service.request_id import RequestIdMiddleware
-from resnet_service.routes import demo, health, models, predict, v2
-from resnet_service.routes import metrics as metrics_route
 from resnet_service.settings import Settings
-from resnet_service.url_fetch import UrlPolicy
+from resnet_service.v2 import routes as v2
 
 __all__ = ["create_app"]
 
