@@ -10,15 +10,13 @@ import numpy as np
 
 from resnet_service.api.schemas import ErrorDetail, ErrorResponse, PredictResponse
 from resnet_service.errors import InvalidImage, ServiceError, StartupError
+from resnet_service.exit_status import STARTUP_FAILURE
 from resnet_service.inference.engine import CudaOptions, Engine
 from resnet_service.inference.model_contract import ContractDefaults, InputSpec
 from resnet_service.inference.preprocessing import preprocess
 from resnet_service.settings import Settings
 
 __all__ = ["classify_files"]
-
-# The exit status when the model cannot be loaded, as `resnet-service serve` exits when it cannot start.
-NO_MODEL = 3
 
 
 def _tensor(path: Path, settings: Settings, spec: InputSpec) -> np.ndarray:
@@ -45,7 +43,7 @@ def classify_files(paths: list[Path], settings: Settings, out: TextIO, err: Text
         )
     except StartupError as exc:
         print(f"resnet-service predict: {exc}", file=err)
-        return NO_MODEL
+        return STARTUP_FAILURE
     if engine.random_weights:
         print(f"warning: {engine.path} has RANDOM weights: these predictions are meaningless", file=err)
     labels, spec = engine.contract.labels, engine.contract.input

@@ -14,6 +14,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from resnet_service.exit_status import STARTUP_FAILURE
 from resnet_service.settings import Settings
 
 __all__ = ["DrainingServer", "serve"]
@@ -36,10 +37,6 @@ class DrainingServer(uvicorn.Server):
             )
             self._app.state.status = "stopping"
         super().handle_exit(sig, frame)
-
-
-# uvicorn.run's own exit status when the application fails to start.
-STARTUP_FAILURE = 3
 
 
 def serve(app: FastAPI, settings: Settings, host: str, port: int, log_level: str, log_config: dict) -> int:

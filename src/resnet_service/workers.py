@@ -27,12 +27,11 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from resnet_service.exit_status import STARTUP_FAILURE
 from resnet_service.settings import Settings
 
 __all__ = ["serve_workers"]
 
-# uvicorn's exit status for a worker whose application failed to start.
-STARTUP_FAILURE = 3
 PROMETHEUS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 

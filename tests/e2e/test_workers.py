@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from resnet_service.workers import STARTUP_FAILURE
+from resnet_service.exit_status import STARTUP_FAILURE
 from tests.conftest import free_port, serve_command, server_env, start_server, stop_server
 from tests.support.images import encode, photo
 from tests.support.load import upload_status

@@ -9,7 +9,6 @@ This is the only module that imports TensorFlow, and only inside functions: the 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -23,7 +22,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from resnet_service.digest import file_sha256
 from resnet_service.errors import StartupError
+from resnet_service.exit_status import WEIGHTS_UNAVAILABLE
 from resnet_service.export.architectures import ARCHITECTURES, Architecture, architecture
 from resnet_service.export.own_model import OwnModelRefused
 from resnet_service.inference.labels import Labels
@@ -41,7 +42,7 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "probabilities"
 BATCH_AXIS = "batch"
 EXIT_PARITY_FAILED = 1
-EXIT_WEIGHTS_UNAVAILABLE = 3
+EXIT_WEIGHTS_UNAVAILABLE = WEIGHTS_UNAVAILABLE
 EXIT_MISSING_EXTRA = 4
 EXIT_REFUSED = 2
 
@@ -205,10 +206,6 @@ def _calibrate_norms(model: keras.Model, norms: list[Any], inputs: np.ndarray, r
         layer.rate = rate
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def load_keras_model(
     weights: str, seed: int, progress: Progress, arch: Architecture = ARCHITECTURES["ResNet50"]
 ) -> tuple[keras.Model, str]:
@@ -241,7 +238,7 @@ def load_keras_model(
     if not path.is_file():
         raise WeightsUnavailable(f"--weights {weights}: no such file; give imagenet, random or a Keras weights file")
     progress(f"building {arch.name} with weights from {path}")
-    return build(weights=str(path), input_shape=shape), f"file {path.name} sha256={_sha256(path)}"
+    return build(weights=str(path), input_shape=shape), f"file {path.name} sha256={file_sha256(path)}"
 
 
 def _convert(model: keras.Model, opset: int, spec: InputSpec) -> Any:
@@ -358,7 +355,7 @@ def convert_and_verify(
         photos=len(photos),
         random_tensors=len(tensors),
         seconds=time.monotonic() - started,
-        sha256=_sha256(output),
+        sha256=file_sha256(output),
         precision=precision,
         architecture=contract.architecture,
         preprocessing=spec.mode,

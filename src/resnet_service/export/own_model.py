@@ -7,10 +7,11 @@ The model takes one RGB image of a fixed size (its own, or its backbone's where 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from resnet_service.digest import file_sha256
 
 if TYPE_CHECKING:
     import keras
@@ -81,5 +82,4 @@ def load_own_model(
         raise OwnModelRefused(f"--model {path} has {classes} classes: give their names with --labels FILE")
     if labels is not None and len(labels) != classes:
         raise OwnModelRefused(f"the label file has {len(labels)} names; --model {path} has {classes} classes")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return model, f"file {path.name} sha256={digest}", (height, width)
+    return model, f"file {path.name} sha256={file_sha256(path)}", (height, width)

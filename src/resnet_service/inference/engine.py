@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
+from resnet_service.digest import file_sha256
 from resnet_service.errors import InferenceFailed, StartupError
 from resnet_service.inference.batch_sizes import EVERY, POWERS_OF_TWO, model_batch_sizes, padded_size, stack_padded
 from resnet_service.inference.decode_gate import DecodeGate
@@ -90,14 +90,6 @@ def _session(path: Path, options: ort.SessionOptions, providers: list[Any]) -> o
         raise StartupError(
             f"model file {path} could not be loaded ({exc}): re-export it with `make model` or `resnet-service export`"
         ) from exc
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _resolve_sizes(spec: str | Sequence[int], max_batch_size: int, provider: str) -> tuple[int, ...]:
@@ -210,7 +202,7 @@ class Engine:
     @functools.cached_property
     def sha256(self) -> str:
         # Hashing 100 MB takes about 0.1 s: done on the first /health call, not during the cold start.
-        return _sha256(self.path)
+        return file_sha256(self.path)
 
     @property
     def weights(self) -> str:
