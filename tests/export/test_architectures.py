@@ -103,6 +103,13 @@ def test_an_own_model_takes_its_backbones_preprocessing_or_the_one_given(served:
     assert {p["label"] for p in answer["predictions"]} == set(SMALL_LABELS)
 
 
+def test_a_model_tf2onnx_cannot_convert_is_refused_in_one_line_and_nothing_is_written(exports: Exports) -> None:
+    convnext = exports.recorded["convnext"]
+    assert convnext["code"] == 1 and convnext["written"] is False
+    (line,) = [line for line in convnext["stderr"].splitlines() if line.startswith("error:")]
+    assert line.startswith("error: tf2onnx could not convert ConvNeXtTiny (") and "was not written" in line
+
+
 def test_an_unknown_architecture_is_refused_by_name() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts/export_onnx.py"), "--architecture", "ResNet51"],

@@ -13,6 +13,7 @@ architecture's own ``keras.applications.<module>.preprocess_input`` on the same 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import io
 import json
@@ -52,6 +53,19 @@ def export_own_small_models(out: Path) -> dict[str, int]:
     }
 
 
+def export_unconvertible(out: Path) -> dict[str, object]:
+    """ConvNeXtTiny through the command line: tf2onnx cannot convert its layers. Returns the exit status and
+    what the export said on stderr."""
+    from resnet_service.export.convert import main as export_main
+
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said):
+        code = export_main(
+            ["--architecture", "ConvNeXtTiny", "--weights", "random", "--output", str(out / "ConvNeXtTiny.onnx")]
+        )
+    return {"code": code, "stderr": said.getvalue(), "written": (out / "ConvNeXtTiny.onnx").exists()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
@@ -85,6 +99,7 @@ def main() -> int:
         probabilities = model.predict(preprocess(jpeg, 10**9, spec=contract.input), verbose=0)[0]
         recorded["exports"][name] = {"report": asdict(report), "probabilities": probabilities.tolist()}  # type: ignore[index]
     recorded["own"] = export_own_small_models(args.out)
+    recorded["convnext"] = export_unconvertible(args.out)
     rng = np.random.default_rng(SEED)
     for arch in ARCHITECTURES.values():
         pixels = rng.integers(0, 256, (arch.size, arch.size, 3), dtype=np.uint8)

@@ -58,6 +58,10 @@ class ParityFailed(Exception):
     """Raised when ONNX Runtime and Keras disagree beyond the thresholds; nothing is written."""
 
 
+class ConversionFailed(Exception):
+    """Raised when tf2onnx cannot convert the model at all (ConvNeXt's layers, for one); nothing is written."""
+
+
 @dataclass(frozen=True)
 class ExportReport:
     output: str
@@ -319,7 +323,14 @@ def convert_and_verify(
     spec = contract.input
     started = time.monotonic()
     progress(f"converting to ONNX with tf2onnx (opset {opset}), input {spec.height}x{spec.width}, {spec.mode} mode")
-    proto = _convert(model, opset, spec)
+    try:
+        proto = _convert(model, opset, spec)
+    except Exception as exc:
+        # tf2onnx and the ONNX checker raise many kinds; each means this model has no faithful ONNX form here.
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ConversionFailed(
+            f"tf2onnx could not convert {contract.architecture} ({type(exc).__name__}: {first_line})"
+        ) from exc
     photos, tensors = skimage_photos(VERIFICATION_PHOTOS, spec), random_tensors(seed + 1, spec=spec)
     progress(f"verifying ONNX Runtime against Keras on {len(photos)} photos and {len(tensors)} random tensors")
     inputs = np.concatenate([photos, tensors])
@@ -566,7 +577,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     except WeightsUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_WEIGHTS_UNAVAILABLE
-    except ParityFailed as exc:
+    except (ParityFailed, ConversionFailed) as exc:
         print(f"error: {exc}; {args.output} was not written", file=sys.stderr)
         return EXIT_PARITY_FAILED
     progress(f"wrote {report.output} (sha256 {report.sha256[:12]}…) in {report.seconds:.1f}s")
