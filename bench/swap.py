@@ -25,7 +25,7 @@ import httpx
 import onnxruntime as ort
 
 from bench.quick import start_server
-from resnet_service.inference.model_contract import read_contract
+from resnet_service.inference.model_contract import session_contract
 from tests.support.images import encode, photo
 
 __all__ = ["SwapReport", "swap_under_load"]
@@ -58,9 +58,7 @@ class SwapReport:
 def _labels(path: Path) -> set[str]:
     """The class names the service will answer with, read as the service reads them."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    metadata = session.get_modelmeta().custom_metadata_map
-    shape, classes = session.get_inputs()[0].shape, session.get_outputs()[0].shape[-1]
-    return set(read_contract(metadata, shape, classes, path).labels.names)
+    return set(session_contract(session, path).labels.names)
 
 
 def _version(client: httpx.Client) -> int:

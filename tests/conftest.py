@@ -104,10 +104,15 @@ def model_path(keras_reference: KerasReference) -> Path:
 
 
 @pytest.fixture
-def settings(model_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No RESNET_* setting of the developer's reaches the Settings a test builds."""
     for name in list(os.environ):
         if name.startswith("RESNET_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def settings(model_path: Path, clean_env: None) -> Settings:
     return Settings(model_path=model_path)
 
 

@@ -97,7 +97,8 @@ class Metrics:
         )
         # An info metric as a gauge of 1, which is what the text format makes of one, since multiprocess mode
         # has no Info.
-        self._described: list[dict[str, str]] = []
+        # Each model's info labels, by name: what to take out when it is reloaded or unloaded.
+        self._described: dict[str, dict[str, str]] = {}
         self.model = Gauge(
             "resnet_model_info",
             "Each model being served: its file, weights source, execution provider and version (loads so far).",
@@ -122,18 +123,18 @@ class Metrics:
 
     def describe_model(self, labels: dict[str, str]) -> None:
         """One model's info series; a model's earlier versions are taken out, so each name has one series."""
-        for existing in list(self._described):
-            if existing["name"] == labels["name"]:
-                self.model.remove(*existing.values())
-                self._described.remove(existing)
+        self._forget_info(labels["name"])
         self.model.labels(**labels).set(1)
-        self._described.append(labels)
+        self._described[labels["name"]] = labels
+
+    def _forget_info(self, name: str) -> None:
+        earlier = self._described.pop(name, None)
+        if earlier is not None:
+            self.model.remove(*earlier.values())
 
     def forget_model(self, name: str) -> None:
         """An unloaded model's info and queue depth leave /metrics; its counters stay, as counters do."""
-        for existing in [labels for labels in self._described if labels["name"] == name]:
-            self.model.remove(*existing.values())
-            self._described.remove(existing)
+        self._forget_info(name)
         try:
             self.queue_depth.remove(name)
         except KeyError:

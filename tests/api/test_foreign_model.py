@@ -7,7 +7,6 @@ then its answers are what its arithmetic gives on the image preprocessed as torc
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,11 +63,8 @@ def test_serve_refuses_it_naming_the_missing_keys(foreign: Path) -> None:
 
 
 def test_the_settings_describe_it_and_it_answers_as_its_arithmetic_says(
-    foreign: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    foreign: Path, tmp_path: Path, clean_env: None
 ) -> None:
-    for name in list(os.environ):
-        if name.startswith("RESNET_"):
-            monkeypatch.delenv(name)
     (tmp_path / "colours.txt").write_text("\n".join(NAMES) + "\n")
     settings = Settings(model_path=foreign, preprocessing="torch", labels=str(tmp_path / "colours.txt"))
     jpeg = encode(photo("coffee"), "JPEG")

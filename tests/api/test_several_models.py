@@ -6,7 +6,6 @@ export does, each with its own labels, so every answer says which model gave it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,13 +30,6 @@ def folder(tmp_path: Path) -> Path:
     write_null_model(tmp_path / "birds" / "model.onnx", BIRDS, seed=1)
     (tmp_path / "notes.txt").write_text("not a model\n")
     return tmp_path
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("RESNET_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ labels say which version answered.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,10 +63,7 @@ def folder(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def client(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    for name in list(os.environ):
-        if name.startswith("RESNET_"):
-            monkeypatch.delenv(name)
+def client(folder: Path, clean_env: None) -> Iterator[TestClient]:
     with TestClient(create_app(Settings(model_dir=folder, model_poll_s=0.1))) as test_client:
         yield test_client
 
@@ -126,10 +122,7 @@ def test_a_file_that_fails_to_load_leaves_the_old_version_serving_and_says_why(
     assert _labels(client) <= set(NEW) and _model(client, "pets")["last_error"] is None  # type: ignore[index]
 
 
-def test_load_and_unload_through_the_repository_extension(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("RESNET_"):
-            monkeypatch.delenv(name)
+def test_load_and_unload_through_the_repository_extension(folder: Path, clean_env: None) -> None:
     # Watching off: only POST .../load loads.
     with TestClient(create_app(Settings(model_dir=folder, model_poll_s=0))) as client:
         write_null_model(folder / "pets.onnx", NEW, seed=3)

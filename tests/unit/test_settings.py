@@ -10,10 +10,8 @@ from resnet_service.settings import Settings, available_cpus
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("RESNET_"):
-            monkeypatch.delenv(name)
+def _no_developer_settings(clean_env: None) -> None:
+    """Every test here starts from the defaults (tests.conftest.clean_env)."""
 
 
 def test_defaults_match_the_documented_ones() -> None:

@@ -91,9 +91,10 @@ def install_docs(app: FastAPI) -> None:
 LISTED_CLASSES = 12
 
 
-def _models_section(models: list[Any], default: str) -> str:
+def _models_section(repository: Any) -> str:
+    default = repository.default_name
     lines = ["## Models", "", "| `?model=` | Classes | Input | Preprocessing | Weights |", "|---|---|---|---|---|"]
-    for served in sorted(models, key=lambda model: (model.name != default, model.name)):
+    for served in repository.in_order():
         contract = served.engine.contract
         names = contract.labels.names
         listed = ", ".join(names[:LISTED_CLASSES]) + (
@@ -121,13 +122,12 @@ def list_models_in_openapi(app: FastAPI, models: Callable[[], Any]) -> None:
         if repository is None or not repository.models:
             return schema
         schema = copy.deepcopy(schema)
-        served = list(repository.models.values())
-        schema["info"]["description"] += "\n\n" + _models_section(served, repository.default_name)
+        schema["info"]["description"] += "\n\n" + _models_section(repository)
         for parameter in schema["paths"].get("/predict", {}).get("post", {}).get("parameters", []):
             if parameter["name"] == "model":
                 for choice in parameter["schema"].get("anyOf", [parameter["schema"]]):
                     if choice.get("type") == "string":
-                        choice["enum"] = sorted(model.name for model in served)
+                        choice["enum"] = sorted(repository.models)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

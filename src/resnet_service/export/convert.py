@@ -28,7 +28,7 @@ from resnet_service.exit_status import WEIGHTS_UNAVAILABLE
 from resnet_service.export.architectures import ARCHITECTURES, Architecture, architecture
 from resnet_service.export.own_model import OwnModelRefused
 from resnet_service.inference.labels import Labels
-from resnet_service.inference.model_contract import MODES, InputSpec, ModelContract, PreprocessingMode
+from resnet_service.inference.model_contract import MODES, InputSpec, ModelContract, PreprocessingMode, session_contract
 from resnet_service.inference.preprocessing import to_model_input
 
 if TYPE_CHECKING:
@@ -412,16 +412,9 @@ def half_from_onnx(fp32: Path, output: Path, seed: int, progress: Progress) -> N
     import onnx
     import onnxruntime as ort
 
-    from resnet_service.inference.model_contract import read_contract
-
     proto = onnx.load(str(fp32))
     session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
-    spec = read_contract(
-        session.get_modelmeta().custom_metadata_map,
-        session.get_inputs()[0].shape,
-        session.get_outputs()[0].shape[-1],
-        fp32,
-    ).input
+    spec = session_contract(session, fp32).input
     inputs = np.concatenate([skimage_photos(VERIFICATION_PHOTOS, spec), random_tensors(seed + 1, spec=spec)])
     (expected,) = session.run([OUTPUT_NAME], {session.get_inputs()[0].name: inputs})
     _write(_half(proto, inputs, expected, f"fp32 {fp32.name}", progress), output)

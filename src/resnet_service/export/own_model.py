@@ -7,11 +7,11 @@ The model takes one RGB image of a fixed size (its own, or its backbone's where 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from resnet_service.digest import file_sha256
+from resnet_service.inference.labels import read_label_file
 
 if TYPE_CHECKING:
     import keras
@@ -24,34 +24,11 @@ class OwnModelRefused(Exception):
 
 
 def read_labels(path: Path) -> list[str]:
-    """Class names in output order: one per line, a JSON list, or a JSON index as Keras' imagenet_class_index."""
+    """``--labels FILE``: the class names in it, or ``OwnModelRefused`` saying what is wrong with it."""
     try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OwnModelRefused(f"--labels {path}: cannot read it ({exc})") from exc
-    if path.suffix.lower() == ".json":
-        try:
-            document = json.loads(text)
-        except ValueError as exc:
-            raise OwnModelRefused(f"--labels {path}: not JSON ({exc})") from exc
-        if isinstance(document, list):
-            names = [str(name) for name in document]
-        elif isinstance(document, dict) and all(key.isdigit() for key in document):
-            # {"0": ["n01440764", "tench"], ...} or {"0": "tench", ...}
-            entries = [document[str(i)] if str(i) in document else None for i in range(len(document))]
-            if any(entry is None for entry in entries):
-                raise OwnModelRefused(f"--labels {path}: the index's keys are not 0 to {len(document) - 1}")
-            names = [str(entry[-1] if isinstance(entry, list) else entry) for entry in entries]
-        else:
-            raise OwnModelRefused(f"--labels {path}: expected a JSON list of names or an index of them")
-    else:
-        names = [line.strip() for line in text.splitlines() if line.strip()]
-    if not names:
-        raise OwnModelRefused(f"--labels {path}: no class names in it")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise OwnModelRefused(f"--labels {path}: names appear twice: {', '.join(duplicates[:5])}")
-    return names
+        return read_label_file(path)
+    except ValueError as exc:
+        raise OwnModelRefused(f"--labels {exc}") from exc
 
 
 def load_own_model(

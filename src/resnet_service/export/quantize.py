@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from resnet_service.errors import ServiceError, StartupError
-from resnet_service.inference.model_contract import InputSpec, read_contract
+from resnet_service.inference.model_contract import InputSpec, session_contract
 from resnet_service.inference.preprocessing import preprocess
 
 __all__ = ["QuantizationReport", "quantize_int8", "calibration_images"]
@@ -97,14 +97,12 @@ def quantize_int8(
     calibrate = [p for p in paths if p not in holdout]
     progress(f"calibrating INT8 on {len(calibrate)} images from {calibration_dir} ({len(holdout)} held out)")
     session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
-    model_input, model_output = session.get_inputs()[0], session.get_outputs()[0]
-    metadata = session.get_modelmeta().custom_metadata_map
     try:
-        spec = read_contract(metadata, model_input.shape, model_output.shape[-1], fp32).input
+        spec = session_contract(session, fp32).input
     except StartupError as exc:
         raise ValueError(str(exc)) from exc
     calibration_tensors, holdout_tensors = _tensors(calibrate, spec), _tensors(holdout, spec)
-    input_name = model_input.name
+    input_name = session.get_inputs()[0].name
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         # ONNX shape inference suffices: only the batch axis is symbolic, so sympy is not needed.

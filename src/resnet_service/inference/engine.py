@@ -21,7 +21,7 @@ from resnet_service.errors import InferenceFailed, StartupError
 from resnet_service.inference.batch_sizes import EVERY, POWERS_OF_TWO, model_batch_sizes, padded_size, stack_padded
 from resnet_service.inference.decode_gate import DecodeGate
 from resnet_service.inference.device_runner import DeviceRunner
-from resnet_service.inference.model_contract import ContractDefaults, ModelContract, read_contract
+from resnet_service.inference.model_contract import ContractDefaults, ModelContract, session_contract
 
 __all__ = ["CudaOptions", "Engine", "choose_providers", "check_provider"]
 
@@ -164,10 +164,7 @@ class Engine:
         (model_input,) = session.get_inputs()
         (model_output,) = session.get_outputs()
         metadata = dict(sorted(session.get_modelmeta().custom_metadata_map.items()))
-        classes = model_output.shape[-1] if len(model_output.shape) == 2 else None
-        if not isinstance(classes, int):
-            raise StartupError(f"model file {path} gives {model_output.shape}, not [N, classes] probabilities")
-        contract = read_contract(metadata, model_input.shape, classes, path, defaults or ContractDefaults())
+        contract = session_contract(session, path, defaults)
         sizes = _resolve_sizes(batch_sizes, max_batch_size, provider)
         runner = None
         if provider == CUDA:
@@ -208,11 +205,6 @@ class Engine:
     def weights(self) -> str:
         """Where the weights came from, as the export recorded it: imagenet, random (seed N), or a file."""
         return self.metadata.get("weights", "unknown: the file has no export provenance")
-
-    @property
-    def classes(self) -> int:
-        """How many class probabilities each row of the output holds."""
-        return int(self.session.get_outputs()[0].shape[-1])
 
     @property
     def random_weights(self) -> bool:

@@ -13,12 +13,12 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from PIL import Image
 
 from resnet_service.errors import StartupError
-from resnet_service.inference.labels import Labels
+from resnet_service.inference.labels import Labels, read_label_file
 
 __all__ = [
     "InputSpec",
@@ -29,6 +29,7 @@ __all__ = [
     "REQUIRED_KEYS",
     "labels_digest",
     "read_contract",
+    "session_contract",
 ]
 
 PreprocessingMode = Literal["caffe", "tf", "torch", "none"]
@@ -220,12 +221,10 @@ def _labels(recorded: str, classes: int, path: Path, digest: str | None) -> Labe
 def _labels_from_setting(setting: str, classes: int, path: Path) -> Labels:
     if setting == "imagenet":
         return _labels("imagenet", classes, path, None)
-    from resnet_service.export.own_model import OwnModelRefused, read_labels
-
     try:
-        names = read_labels(Path(setting))
-    except OwnModelRefused as exc:
-        raise StartupError(f"RESNET_LABELS: {exc}") from exc
+        names = read_label_file(Path(setting))
+    except ValueError as exc:
+        raise StartupError(f"RESNET_LABELS {exc}") from exc
     return _labels(json.dumps(names), classes, path, None)
 
 
@@ -268,3 +267,14 @@ def read_contract(
     else:
         labels = _labels_from_setting(defaults.labels or "imagenet", classes, path)  # "imagenet" only when legacy
     return ModelContract(spec, labels, metadata.get("architecture", "unknown"))
+
+
+def session_contract(session: Any, path: Path, defaults: ContractDefaults | None = None) -> ModelContract:
+    """The contract of a model loaded in an ``onnxruntime.InferenceSession``: its metadata, checked against its
+    one input's shape and its output's class count."""
+    (model_input,) = session.get_inputs()
+    (model_output,) = session.get_outputs()
+    classes = model_output.shape[-1] if len(model_output.shape) == 2 else None
+    if not isinstance(classes, int):
+        raise StartupError(f"model file {path} gives {model_output.shape}, not [N, classes] probabilities")
+    return read_contract(session.get_modelmeta().custom_metadata_map, model_input.shape, classes, path, defaults)

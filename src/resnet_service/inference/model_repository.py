@@ -183,6 +183,10 @@ class ModelRepository:
             raise ModelNotFound(f"no model named {name!r}; this server serves {', '.join(sorted(self.models))}")
         return served
 
+    def in_order(self) -> list[ServedModel]:
+        """The models being served, the default first, then by name: as /health, /models and the docs list them."""
+        return sorted(self.models.values(), key=lambda served: (served.name != self.default_name, served.name))
+
     @property
     def default(self) -> ServedModel | None:
         return self.models.get(self.default_name)
@@ -318,9 +322,7 @@ class ModelRepository:
         sources, problems = self.sources()
         current = {name: _signature(path) for name, path in sources.items()}
         for name, message in problems.items():
-            if name not in self.failures or self.failures[name].message != message:
-                self.failures[name] = LoadFailure(message, None, time.time())
-                logger.error("model %s cannot load: %s", name, message)
+            self._report_once(name, message)
         for name, signature in current.items():
             served, failure = self.models.get(name), self.failures.get(name)
             # Still being written (or just replaced): wait until it has stood still for one interval.
@@ -336,13 +338,19 @@ class ModelRepository:
         for name in list(self.models):
             if name not in current and name not in previous:
                 if name == self.default_name:
-                    message = "its file was removed; the last version loaded keeps serving as the default model"
-                    if self.failures.get(name, LoadFailure("", None, 0)).message != message:
-                        self.failures[name] = LoadFailure(message, None, time.time())
-                        logger.error("model %s: %s", name, message)
+                    self._report_once(
+                        name, "its file was removed; the last version loaded keeps serving as the default model"
+                    )
                 else:
                     await self.unload(name)
         return current
+
+    def _report_once(self, name: str, message: str) -> None:
+        """Record a problem the folder shows for ``name`` and log it, once for as long as it stays the same."""
+        failure = self.failures.get(name)
+        if failure is None or failure.message != message:
+            self.failures[name] = LoadFailure(message, None, time.time())
+            logger.error("model %s: %s", name, message)
 
     async def close(self) -> None:
         for served in self.models.values():

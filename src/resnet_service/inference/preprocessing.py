@@ -129,7 +129,7 @@ def _decode(image: Image.Image, fast: bool, spec: InputSpec) -> Image.Image:
 
 
 @functools.lru_cache(maxsize=8)
-def _caffe_mean_plane(height: int, width: int, mean: tuple[float, float, float]) -> np.ndarray:
+def _mean_plane(height: int, width: int, mean: tuple[float, float, float]) -> np.ndarray:
     return np.broadcast_to(np.array(mean, dtype=np.float32), (height, width, 3)).copy()
 
 
@@ -144,7 +144,7 @@ def to_model_input(image: Image.Image, fast: bool = False, spec: InputSpec = RES
         resized = Image.merge("RGB", resized.split()[::-1])
     if spec.std == (1.0, 1.0, 1.0):
         # caffe and none: each element is float32(x) - mean, as Keras computes it.
-        plane = _caffe_mean_plane(spec.height, spec.width, spec.mean)
+        plane = _mean_plane(spec.height, spec.width, spec.mean)
         tensor = np.subtract(np.asarray(resized), plane, dtype=np.float32)
     else:
         tensor = np.asarray(resized, dtype=np.float32)

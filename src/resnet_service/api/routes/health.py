@@ -73,9 +73,10 @@ async def ready(request: Request) -> JSONResponse:
 @router.get("/health", response_model=Health, summary="Every model's provenance, provider and state; versions")
 def health(request: Request) -> Health:
     models: ModelRepository | None = request.app.state.models
-    served = sorted(models.models.values(), key=lambda m: (not m.name == models.default_name, m.name)) if models else []
-    infos = [_model_info(model, models.failures.get(model.name)) for model in served] if models else []
-    failures = {name: f.message for name, f in models.failures.items() if name not in models.models} if models else {}
+    infos, failures = [], {}
+    if models is not None:
+        infos = [_model_info(served, models.failures.get(served.name)) for served in models.in_order()]
+        failures = {name: f.message for name, f in models.failures.items() if name not in models.models}
     random = [info.name for info in infos if info.random_weights]
     settings = request.app.state.settings
     return Health(

@@ -33,5 +33,4 @@ def summary(served: ServedModel, default: bool) -> ModelSummary:
     summary="The models this server serves, the default first, with their classes and input",
 )
 async def list_models(models: ModelsDep) -> list[ModelSummary]:
-    served = sorted(models.models.values(), key=lambda model: (model.name != models.default_name, model.name))
-    return [summary(model, model.name == models.default_name) for model in served]
+    return [summary(served, served.name == models.default_name) for served in models.in_order()]
