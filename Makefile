@@ -1,4 +1,4 @@
-# The single entry point: make run, make test, make lint, make model.
+# The single entry point: make run, make test, make test-fast, make lint, make model.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +12,7 @@ API_PORT ?= 8000
 NGINX_PORT ?= 8080
 RUN_DIR ?= .run/stack
 
-.PHONY: run stack test lint model bench bench-path bench-flood install install-dev clean
+.PHONY: run stack test test-fast lint model bench bench-path bench-flood install install-dev clean
 
 run: install $(MODEL)
 	$(BIN)/resnet-service serve --host $(HOST) --port $(PORT) --model $(MODEL)
@@ -22,10 +22,14 @@ stack: install $(MODEL)
 	exec $(BIN)/python scripts/stack.py --run-dir $(RUN_DIR) --api-port $(API_PORT) --nginx-port $(NGINX_PORT) \
 		--model $(MODEL)
 
-test: install-dev
-	$(BIN)/ruff check src scripts tests bench
-	$(BIN)/ruff format --check src scripts tests bench
+# Everything: lint, then every test, the real Keras → ONNX export included (about 11 minutes on 2 cores).
+test: lint
 	$(BIN)/python -m pytest
+
+# Under a minute, without TensorFlow, nginx or chromium: the tests that serve the stand-in model, less the load,
+# fuzzing and multi-worker ones.
+test-fast: $(VENV)/.installed-fast
+	$(BIN)/python -m pytest -m "not export and not stack and not browser and not slow"
 
 lint: install-dev
 	$(BIN)/ruff check src scripts tests bench
@@ -63,7 +67,12 @@ $(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
 
 $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[export,dev]'
-	touch $@ $(VENV)/.installed-run
+	touch $@ $(VENV)/.installed-run $(VENV)/.installed-fast
+
+# The test dependencies without TensorFlow.
+$(VENV)/.installed-fast: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
 
 # Real ImageNet weights when Keras can download them; otherwise seeded random weights, loudly.
 $(MODEL): | $(VENV)/.installed-run

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from resnet_service.inference.labels import Labels
 from resnet_service.inference.model_contract import InputSpec, ModelContract
 
-__all__ = ["write_null_model"]
+__all__ = ["save_self_described", "write_null_model"]
 
 
 def write_null_model(path: Path, labels: Sequence[str] | None = None, seed: int = 0) -> Path:
@@ -48,8 +48,13 @@ def write_null_model(path: Path, labels: Sequence[str] | None = None, seed: int 
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="bench.null_model")
     # It describes itself as an export does: ResNet-50's input and the ImageNet classes.
     contract = ModelContract(InputSpec(), names, "null stand-in")
-    provenance = {"weights": "random (null model for benchmarks)", "random_weights": "true"}
-    helper.set_model_props(model, {**contract.metadata(), **provenance})
+    return save_self_described(model, path, contract, "random (null model for benchmarks)")
+
+
+def save_self_described(model: onnx.ModelProto, path: Path, contract: ModelContract, weights: str) -> Path:
+    """Write ``model`` with the metadata the service serves a file by, as the export writes it."""
+    random_weights = str(weights.startswith("random")).lower()
+    helper.set_model_props(model, {**contract.metadata(), "weights": weights, "random_weights": random_weights})
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))

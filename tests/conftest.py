@@ -1,7 +1,8 @@
-"""Shared fixtures: the exported test model with its Keras reference, an in-process app, and a live server.
+"""Shared fixtures: a stand-in model, the exported ResNet-50 with its Keras reference, an app, a live server.
 
-The Keras → ONNX export runs once per session in its own process (about a minute, 7 GB peak) and every test
-reuses its file.
+Most tests serve the stand-in (tests/support/stand_in_model.py), built in milliseconds. The Keras → ONNX export runs
+once per session in its own process (about a minute, 7 GB peak), only for the tests that ask for it: they are
+marked ``export`` at collection, and ``make test-fast`` leaves them out.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fastapi.testclient import TestClient
 
 from resnet_service import Settings, create_app
 from tests.support.images import write_parity_images
+from tests.support.stand_in_model import write_stand_in_model
 
 ROOT = Path(__file__).resolve().parents[1]
 _FIGURES = pytest.StashKey[list[str]]()
@@ -40,6 +42,16 @@ def add_figure(config: pytest.Config, line: str) -> None:
 @pytest.fixture
 def report_figure(request: pytest.FixtureRequest) -> Callable[[str], None]:
     return lambda line: add_figure(request.config, f"{request.node.name}: {line}")
+
+
+# The fixtures that need the real export; a test that uses one is an export test.
+EXPORT_FIXTURES = frozenset({"keras_reference", "resnet50_path"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if EXPORT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.export)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
@@ -99,8 +111,21 @@ def keras_reference(tmp_path_factory: pytest.TempPathFactory) -> KerasReference:
 
 
 @pytest.fixture(scope="session")
-def model_path(keras_reference: KerasReference) -> Path:
+def resnet50_path(keras_reference: KerasReference) -> Path:
+    """ResNet-50 as `make model` exports it (random weights here)."""
     return keras_reference.model_path
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stand-in classifier: the service's contract at almost no cost per image."""
+    return write_stand_in_model(tmp_path_factory.mktemp("stand-in") / "stand-in.onnx")
+
+
+@pytest.fixture(scope="session")
+def slow_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stand-in at about ResNet-50's cost per image, for tests that need a queue to fill."""
+    return write_stand_in_model(tmp_path_factory.mktemp("slow-stand-in") / "slow-stand-in.onnx", conv_layers=10)
 
 
 @pytest.fixture

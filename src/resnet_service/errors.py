@@ -28,6 +28,7 @@ StartupError                 the service cannot start: no model file, a corrupt 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -60,7 +61,10 @@ __all__ = [
     "InferenceFailed",
     "ClientClosedRequest",
     "StartupError",
+    "ErrorShape",
+    "error_answer",
     "install_error_handlers",
+    "service_error_shape",
 ]
 
 logger = logging.getLogger(__name__)
@@ -222,67 +226,60 @@ class StartupError(Exception):
     """Raised while loading the model when the service cannot serve; the message names the file and the fix."""
 
 
-# Routes under this prefix speak the Open Inference Protocol, whose clients parse errors as {"error": "..."}.
-V2_PREFIX = "/v2"
+# How one router writes an error: status, stable code, message, request id → response. The service's own routes use
+# ``{"success": false, "error": {...}}``; the v2 router passes the protocol's shape (v2/errors.py).
+ErrorShape = Callable[[int, str, str, str], JSONResponse]
 
 
-def error_response(request: Request, status: int, code: str, message: str) -> JSONResponse:
-    # The request id lets a user quote one failure and an operator find its log line and traceback.
-    request_id = request_id_of(request.scope)
-    if request.url.path == V2_PREFIX or request.url.path.startswith(V2_PREFIX + "/"):
-        return JSONResponse({"error": f"{message} (request {request_id})"}, status_code=status)
+def service_error_shape(status: int, code: str, message: str, request_id: str) -> JSONResponse:
     body = ErrorResponse(error=ErrorDetail(code=code, message=message, request_id=request_id))
     return JSONResponse(body.model_dump(), status_code=status)
 
 
-async def _service_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ServiceError)
-    # Overload and deadlines are the service protecting itself, not faults: they are counted, not traced.
-    if exc.status == 500:
-        logger.error(
-            "%s %s failed (request %s): %s",
-            request.method,
-            request.url.path,
-            request_id_of(request.scope),
-            exc.message,
-            exc_info=exc,
-        )
-    response = error_response(request, exc.status, exc.code, exc.message)
-    response.headers.update(exc.headers)
-    return response
-
-
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    problems = "; ".join(
-        f"{'.'.join(str(part) for part in err.get('loc', ()))}: {err.get('msg', '')}" for err in exc.errors()
-    )
-    return error_response(request, 422, "validation_error", problems or "the request is not valid")
-
-
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    response = error_response(request, exc.status_code, f"http_{exc.status_code}", str(exc.detail))
-    if exc.headers:
-        response.headers.update(exc.headers)
-    return response
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    # The traceback goes to the log, never into the body.
-    logger.exception(
-        "%s %s raised an unexpected error (request %s)",
+def _log_failure(request: Request, what: str, detail: str, exc: Exception) -> None:
+    # The request id lets a user quote one failure and an operator find its log line and traceback.
+    logger.error(
+        "%s %s %s (request %s): %s",
         request.method,
         request.url.path,
+        what,
         request_id_of(request.scope),
+        detail,
         exc_info=exc,
     )
-    return error_response(request, 500, "internal_error", "the server failed to handle this request")
+
+
+def error_answer(request: Request, exc: Exception, shape: ErrorShape = service_error_shape) -> JSONResponse:
+    """Any exception a route raised, as a response in ``shape``; faults are logged with their traceback."""
+    request_id = request_id_of(request.scope)
+    headers: dict[str, str] = {}
+    if isinstance(exc, ServiceError):
+        # Overload and deadlines are the service protecting itself, not faults: they are counted, not traced.
+        if exc.status == 500:
+            _log_failure(request, "failed", exc.message, exc)
+        status, code, message, headers = exc.status, exc.code, exc.message, exc.headers
+    elif isinstance(exc, RequestValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in err.get('loc', ()))}: {err.get('msg', '')}" for err in exc.errors()
+        )
+        status, code, message = 422, "validation_error", problems or "the request is not valid"
+    elif isinstance(exc, StarletteHTTPException):
+        status, code, message = exc.status_code, f"http_{exc.status_code}", str(exc.detail)
+        headers = dict(exc.headers or {})
+    else:
+        # The traceback goes to the log, never into the body.
+        _log_failure(request, "raised an unexpected error", repr(exc), exc)
+        status, code, message = 500, "internal_error", "the server failed to handle this request"
+    response = shape(status, code, message, request_id)
+    response.headers.update(headers)
+    return response
+
+
+async def _answer(request: Request, exc: Exception) -> JSONResponse:
+    return error_answer(request, exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Make every failure, expected or not, answer in the ``{"success": false, "error": ...}`` shape."""
-    app.add_exception_handler(ServiceError, _service_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    for kind in (ServiceError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, _answer)

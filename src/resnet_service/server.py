@@ -14,6 +14,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from resnet_service.api.runtime import runtime_of
 from resnet_service.exit_status import STARTUP_FAILURE
 from resnet_service.settings import Settings
 
@@ -28,14 +29,13 @@ class DrainingServer(uvicorn.Server):
         self._app = app
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._app.state.status == "ready":
-            models = self._app.state.models
+        runtime = runtime_of(self._app)
+        if runtime.stop_accepting():
             logger.info(
                 "%s: readiness is now 503; draining the requests in flight (%d waiting for a model)",
                 signal.Signals(sig).name,
-                sum(models.depths().values()) if models is not None else 0,
+                sum(runtime.models.depths().values()) if runtime.models is not None else 0,
             )
-            self._app.state.status = "stopping"
         super().handle_exit(sig, frame)
 
 

@@ -17,6 +17,9 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 from resnet_service import Settings, create_app
 from tests.conftest import ThreadedServer, add_figure, threaded_server
 
+# A few thousand generated requests, about a minute: `make test` runs them, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 CASES: Counter[str] = Counter()
 
 

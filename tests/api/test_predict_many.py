@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from resnet_service import Settings, create_app
+from resnet_service.api.runtime import runtime_of
 from tests.support.errors import assert_error
 from tests.support.images import encode, photo
 
@@ -47,7 +48,7 @@ def test_more_images_than_the_limit_is_a_413_before_any_decode(settings: Setting
     with TestClient(app) as client:
         files = [("image", (f"{i}.jpg", CAT)) for i in range(3)]
         assert_error(client.post("/predict", files=files), 413, "too_many_images")
-        assert app.state.models.default.batcher.rows_run == 0
+        assert runtime_of(app).models.default.batcher.rows_run == 0
         assert client.post("/predict", files=files[:2]).status_code == 200
 
 

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.null_model import write_null_model
 from resnet_service import Settings, create_app
+from resnet_service.api.runtime import runtime_of
 from resnet_service.errors import StartupError
 from tests.support.images import encode, photo
 
@@ -123,7 +124,7 @@ def test_health_and_metrics_report_each_model(client: TestClient) -> None:
 
 
 def test_each_model_has_its_own_batcher_and_queue_bound(client: TestClient) -> None:
-    models = client.app.state.models  # type: ignore[attr-defined]
+    models = runtime_of(client.app).models  # type: ignore[arg-type]
     dogs, birds = models.get("dogs"), models.get("birds")
     assert dogs.batcher is not birds.batcher and dogs.batcher.max_queue == birds.batcher.max_queue == 16
     # A full queue for one model refuses its requests, and only its.

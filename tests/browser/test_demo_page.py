@@ -15,6 +15,8 @@ from tests.conftest import LiveServer, start_server, stop_server
 from tests.e2e.test_stack import Stack, start_stack, stop_stack
 from tests.support.images import encode, photo
 
+pytestmark = pytest.mark.browser
+
 
 @pytest.fixture(scope="module")
 def photo_file(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import RecordedPage
 from tests.conftest import LiveServer
 from tests.support.images import encode, photo
+
+pytestmark = pytest.mark.browser
 
 OPERATION = "#operations-predict-predict_predict_post"
 

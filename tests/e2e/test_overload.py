@@ -9,8 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from resnet_service import Settings
+from resnet_service.api.runtime import runtime_of
 from tests.conftest import start_server, stop_server, threaded_server
 from tests.support.images import encode, photo
 from tests.support.load import between_unloaded, run_load, upload_request
@@ -19,11 +21,12 @@ JPEG = encode(photo("chelsea"), "JPEG", quality=90)
 SOURCES = tuple(f"127.0.0.{host}" for host in range(2, 10))
 
 
+@pytest.mark.slow
 def test_eight_times_more_clients_than_places_get_200_or_503_and_goodput_holds(
-    model_path: Path, report_figure: Callable[[str], None]
+    slow_model_path: Path, report_figure: Callable[[str], None]
 ) -> None:
     # 4 waiting + a running batch of up to 4: the service holds 8 requests; 64 clients are 8× that.
-    server = start_server(model_path, env={"RESNET_MAX_QUEUE": "4", "RESNET_MAX_BATCH_SIZE": "4"})
+    server = start_server(slow_model_path, env={"RESNET_MAX_QUEUE": "4", "RESNET_MAX_BATCH_SIZE": "4"})
     try:
         # The clients honour Retry-After, as the 503 asks: what is measured is the service under 8× overload,
         # not how fast one process can hammer it with refused requests.
@@ -43,10 +46,11 @@ def test_eight_times_more_clients_than_places_get_200_or_503_and_goodput_holds(
         stop_server(server)
 
 
+@pytest.mark.slow
 def test_a_flood_from_many_addresses_that_ignores_retry_after_cannot_starve_the_model(
-    model_path: Path, report_figure: Callable[[str], None]
+    slow_model_path: Path, report_figure: Callable[[str], None]
 ) -> None:
-    server = start_server(model_path, env={"RESNET_MAX_QUEUE": "4", "RESNET_MAX_BATCH_SIZE": "4"})
+    server = start_server(slow_model_path, env={"RESNET_MAX_QUEUE": "4", "RESNET_MAX_BATCH_SIZE": "4"})
     try:
         # Each client resends the moment any answer comes back, from eight addresses, as a retry loop without
         # back-off does: refusals must cost next to nothing and must not come back thousands of times a second.
@@ -74,7 +78,7 @@ def test_a_request_that_finds_the_queue_full_waits_its_turn_instead_of_being_ref
     with threaded_server(settings) as server:
         statuses = [response.status_code for response in asyncio.run(_burst(server.url, 12))]
         assert statuses == [200] * 12
-        assert server.app.state.models.default.batcher.waiting == 0
+        assert runtime_of(server.app).models.default.batcher.waiting == 0
 
 
 def test_with_no_queue_wait_a_full_queue_refuses_at_once_with_retry_after(settings: Settings) -> None:
@@ -92,11 +96,12 @@ async def _burst(url: str, count: int) -> list[httpx.Response]:
         return await asyncio.gather(*(http.post("/predict", files={"image": ("c.jpg", JPEG)}) for _ in range(count)))
 
 
-def test_requests_past_their_deadline_get_504_and_never_reach_the_model(settings: Settings) -> None:
+def test_requests_past_their_deadline_get_504_and_never_reach_the_model(
+    settings: Settings, slow_model_path: Path
+) -> None:
     # Enough decode threads that the model, not preprocessing, is the bottleneck: requests pile up in its queue.
-    settings = settings.model_copy(
-        update={"max_batch_size": 1, "request_timeout_s": 0.3, "max_queue": 64, "preprocess_threads": 4}
-    )
+    limits = {"max_batch_size": 1, "request_timeout_s": 0.3, "max_queue": 64, "preprocess_threads": 4}
+    settings = settings.model_copy(update={"model_path": slow_model_path, **limits})
     with threaded_server(settings) as server:
         responses = asyncio.run(_burst(server.url, 24))
         statuses = [response.status_code for response in responses]
@@ -108,7 +113,7 @@ def test_requests_past_their_deadline_get_504_and_never_reach_the_model(settings
         # row per batch it also runs after any batch still computing for a caller that gave up.
         assert httpx.post(f"{server.url}/predict", files={"image": ("c.jpg", JPEG)}, trust_env=False).status_code == 200
         answered = statuses.count(200) + 1
-        batcher = server.app.state.models.default.batcher
+        batcher = runtime_of(server.app).models.default.batcher
         accounting = (answered, batcher.rows_run, batcher.dropped, batcher.abandoned)
         # Queued requests whose deadline struck were skipped without costing model time...
         assert batcher.dropped >= 1, accounting
@@ -138,7 +143,7 @@ def test_clients_that_disconnect_while_queued_cost_no_model_time(settings: Setti
         connections = [_raw_upload(port) for _ in range(12)]
         for connection in connections:
             connection.close()
-        batcher = server.app.state.models.default.batcher
+        batcher = runtime_of(server.app).models.default.batcher
         deadline = time.monotonic() + 10
         # Wait for the server to settle: nothing waiting, and the one batch that may have started has finished.
         while (batcher.waiting or batcher.queued) and time.monotonic() < deadline:

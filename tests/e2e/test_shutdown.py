@@ -37,11 +37,11 @@ def test_sigterm_turns_readiness_503_at_once_while_requests_already_in_are_still
 
 
 def test_sigterm_drains_every_queued_upload_refuses_new_connections_and_exits_0(
-    model_path: Path, tmp_path: Path, report_figure: Callable[[str], None]
+    slow_model_path: Path, tmp_path: Path, report_figure: Callable[[str], None]
 ) -> None:
     log = tmp_path / "server.log"
     # One image per batch, so eight uploads queue up behind each other for a few hundred milliseconds.
-    server = start_server(model_path, env={"RESNET_MAX_BATCH_SIZE": "1"}, log=log)
+    server = start_server(slow_model_path, env={"RESNET_MAX_BATCH_SIZE": "1"}, log=log)
     with ThreadPoolExecutor(max_workers=8) as pool:
         uploads = [pool.submit(upload_status, server.url, JPEG) for _ in range(8)]
         deadline = time.monotonic() + 10

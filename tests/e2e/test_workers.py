@@ -20,6 +20,9 @@ from tests.support.images import encode, photo
 from tests.support.load import upload_status
 
 JPEG = encode(photo("chelsea"), "JPEG", quality=90)
+# Each test starts two worker processes and loads the model in each: seconds apiece, so not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 WORKERS = {"RESNET_WORKERS": "2"}
 
 
@@ -54,8 +57,8 @@ def _predict_count(url: str) -> float:
     return float(match.group(1))
 
 
-def test_two_workers_share_the_port_and_metrics_add_up_whichever_worker_answers(model_path: Path) -> None:
-    server = start_server(model_path, env=WORKERS)
+def test_two_workers_share_the_port_and_metrics_add_up_whichever_worker_answers(slow_model_path: Path) -> None:
+    server = start_server(slow_model_path, env=WORKERS)
     try:
         workers = _workers(server.process.pid)
         assert len(workers) == 2, workers
@@ -75,9 +78,9 @@ def test_two_workers_share_the_port_and_metrics_add_up_whichever_worker_answers(
         stop_server(server)
 
 
-def test_sigterm_drains_every_worker_refuses_new_connections_and_exits_0(model_path: Path, tmp_path: Path) -> None:
+def test_sigterm_drains_every_worker_refuses_new_connections_and_exits_0(slow_model_path: Path, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
-    server = start_server(model_path, env={**WORKERS, "RESNET_MAX_BATCH_SIZE": "1"}, log=log)
+    server = start_server(slow_model_path, env={**WORKERS, "RESNET_MAX_BATCH_SIZE": "1"}, log=log)
     workers = _workers(server.process.pid)
     with ThreadPoolExecutor(max_workers=8) as pool:
         uploads = [pool.submit(upload_status, server.url, JPEG) for _ in range(8)]

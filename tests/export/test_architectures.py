@@ -25,6 +25,8 @@ from resnet_service.export.convert import MAX_ABS_DIFF
 from tests.conftest import ROOT, KerasReference
 from tests.support.architecture_exports import EXPORTED, SMALL_LABELS
 
+pytestmark = pytest.mark.export
+
 EXIT_USAGE = 2
 
 

@@ -13,9 +13,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 
 from resnet_service.export.fp16 import FP16_MAX_ABS_DIFF
 from tests.conftest import ROOT, KerasReference
+
+pytestmark = pytest.mark.export
 
 
 def _session(path: Path) -> ort.InferenceSession:

@@ -23,6 +23,8 @@ from tests.conftest import KerasReference
 from tests.support.images import encode, photo
 from tests.support.keras_reference import FINETUNED_LABELS
 
+pytestmark = pytest.mark.export
+
 EXIT_REFUSED = 2
 
 

@@ -25,13 +25,13 @@ def _export_script(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="session")
-def int8(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def int8(resnet50_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     calibration = tmp_path_factory.mktemp("calibration")
     write_calibration_images(calibration)
     output = tmp_path_factory.mktemp("int8") / "resnet50.int8.onnx"
     result = _export_script(
         "--from-onnx",
-        str(model_path),
+        str(resnet50_path),
         "--quantize",
         "int8",
         "--calibration-dir",
@@ -43,9 +43,9 @@ def int8(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     return output, json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_int8_model_is_static_qdq_and_about_four_times_smaller(int8: tuple[Path, dict], model_path: Path) -> None:
+def test_int8_model_is_static_qdq_and_about_four_times_smaller(int8: tuple[Path, dict], resnet50_path: Path) -> None:
     path, report = int8
-    assert report["int8_bytes"] * 3.5 < report["fp32_bytes"] == model_path.stat().st_size
+    assert report["int8_bytes"] * 3.5 < report["fp32_bytes"] == resnet50_path.stat().st_size
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
     assert meta["quantization"].startswith("int8 static QDQ") and meta["weights"] == "random (seed 0)"
@@ -68,9 +68,9 @@ def test_the_service_serves_the_int8_model_with_the_same_api(int8: tuple[Path, d
         assert "quantization" in client.get("/health").json()["model"]["metadata"]
 
 
-def test_quantize_without_calibration_images_is_refused(model_path: Path, tmp_path: Path) -> None:
-    result = _export_script("--from-onnx", str(model_path), "--quantize", "int8")
+def test_quantize_without_calibration_images_is_refused(resnet50_path: Path, tmp_path: Path) -> None:
+    result = _export_script("--from-onnx", str(resnet50_path), "--quantize", "int8")
     assert result.returncode == 2 and "--calibration-dir" in result.stderr
     (tmp_path / "one.jpg").write_bytes(encode(photo("coffee"), "JPEG"))
-    result = _export_script("--from-onnx", str(model_path), "--quantize", "int8", "--calibration-dir", str(tmp_path))
+    result = _export_script("--from-onnx", str(resnet50_path), "--quantize", "int8", "--calibration-dir", str(tmp_path))
     assert result.returncode == 2 and "at least 5" in result.stderr

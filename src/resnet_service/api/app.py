@@ -18,12 +18,11 @@ from resnet_service.api.observe import ObserveMiddleware
 from resnet_service.api.request_id import RequestIdMiddleware
 from resnet_service.api.routes import demo, health, models, predict
 from resnet_service.api.routes import metrics as metrics_route
-from resnet_service.api.url_fetch import UrlPolicy
+from resnet_service.api.runtime import Runtime, Status
 from resnet_service.errors import StartupError, install_error_handlers
 from resnet_service.inference.decode_gate import DecodeGate
 from resnet_service.inference.engine import CPU, choose_providers
 from resnet_service.inference.model_repository import ModelRepository
-from resnet_service.metrics import Metrics
 from resnet_service.settings import Settings
 from resnet_service.v2 import routes as v2
 
@@ -46,10 +45,10 @@ def _decode_gate(settings: Settings) -> DecodeGate:
     return DecodeGate(threads, max(1, threads - 1) if on_cpu else threads)
 
 
-def _lifespan(settings: Settings):  # noqa: ANN202 - FastAPI's lifespan type is a long generic
+def _lifespan(runtime: Runtime):  # noqa: ANN202 - FastAPI's lifespan type is a long generic
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        metrics: Metrics = app.state.metrics
+        settings, metrics = runtime.settings, runtime.metrics
         preprocess_pool = ThreadPoolExecutor(max_workers=settings.preprocess_threads, thread_name_prefix="preprocess")
         models: ModelRepository | None = None
         tasks: list[asyncio.Task[None]] = []
@@ -62,16 +61,16 @@ def _lifespan(settings: Settings):  # noqa: ANN202 - FastAPI's lifespan type is 
                 # One plain line that names the file and the fix, above the traceback uvicorn prints.
                 logger.error("cannot start: %s", exc)
                 raise
-            app.state.models = models
+            runtime.models = models
             loop = asyncio.get_running_loop()
             if metrics.multiprocess_dir is not None:
                 tasks.append(loop.create_task(metrics.publish_queue_depths(models.depths)))
             if settings.model_dir is not None and settings.model_poll_s > 0:
                 tasks.append(loop.create_task(models.watch(settings.model_poll_s), name="model-folder-watcher"))
-            app.state.status = "ready"
+            runtime.status = Status.READY
             yield
         finally:
-            app.state.status = "stopping"
+            runtime.status = Status.STOPPING
             for task in tasks:
                 task.cancel()
             if models is not None:
@@ -85,25 +84,20 @@ def _lifespan(settings: Settings):  # noqa: ANN202 - FastAPI's lifespan type is 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The ASGI app; ``settings`` defaults to the ``RESNET_*`` environment."""
     settings = settings if settings is not None else Settings()
+    runtime = Runtime.build(settings)
     app = FastAPI(
         title="resnet-service",
         version=__version__,
         description=DESCRIPTION,
-        lifespan=_lifespan(settings),
+        lifespan=_lifespan(runtime),
         # Served by install_docs from the installed package, never from a CDN.
         docs_url=None,
         redoc_url=None,
     )
-    app.state.settings = settings
-    app.state.status = "starting"
-    app.state.models = None
-    app.state.url_policy = UrlPolicy.from_entries(
-        settings.url_inputs, settings.url_allowed_hosts, settings.url_timeout_s, settings.max_upload_bytes
-    )
-    app.state.metrics = Metrics(settings.metrics_multiprocess_dir)
+    app.state.runtime = runtime
     install_error_handlers(app)
     # The last added runs first: the request id exists before the observer logs it.
-    app.add_middleware(ObserveMiddleware, metrics=app.state.metrics, routes=app.router.routes)
+    app.add_middleware(ObserveMiddleware, metrics=runtime.metrics, routes=app.router.routes)
     app.add_middleware(RequestIdMiddleware)
     # Only the inference routes need a key: health and metrics stay open for probes and scrapers.
     guarded = {"dependencies": [Depends(api_key_guard(settings.api_keys))], "responses": UNAUTHORIZED_RESPONSE}
@@ -116,5 +110,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_route.router)
     app.include_router(demo.router)
     install_docs(app)
-    list_models_in_openapi(app, lambda: app.state.models)
+    list_models_in_openapi(app, lambda: runtime.models)
     return app

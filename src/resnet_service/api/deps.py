@@ -1,4 +1,4 @@
-"""FastAPI dependencies: what a route needs, read from ``app.state`` where create_app and its lifespan put it.
+"""FastAPI dependencies: the runtime state create_app builds, and the parts of it a route needs.
 
 Each is ``async``: FastAPI runs a plain ``def`` dependency in its threadpool, two thread hops per request for a
 lookup.
@@ -10,28 +10,31 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from resnet_service.api.runtime import Runtime, runtime_of
 from resnet_service.api.url_fetch import UrlPolicy
-from resnet_service.errors import ModelNotReady
 from resnet_service.inference.model_repository import ModelRepository
 from resnet_service.metrics import Metrics
 
-__all__ = ["MetricsDep", "ModelsDep", "UrlPolicyDep"]
+__all__ = ["MetricsDep", "ModelsDep", "RuntimeDep", "UrlPolicyDep"]
 
 
-async def _models(request: Request) -> ModelRepository:
-    models: ModelRepository | None = request.app.state.models
-    # While stopping, readiness is 503 but requests that still reach the app are served: the drain finishes them.
-    if models is None or request.app.state.status == "starting":
-        raise ModelNotReady("the model is still loading; retry when /health/ready answers 200")
-    return models
+async def _runtime(request: Request) -> Runtime:
+    return runtime_of(request.app)
 
 
-async def _metrics(request: Request) -> Metrics:
-    return request.app.state.metrics
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 
 
-async def _url_policy(request: Request) -> UrlPolicy:
-    return request.app.state.url_policy
+async def _models(runtime: RuntimeDep) -> ModelRepository:
+    return runtime.serving()
+
+
+async def _metrics(runtime: RuntimeDep) -> Metrics:
+    return runtime.metrics
+
+
+async def _url_policy(runtime: RuntimeDep) -> UrlPolicy:
+    return runtime.url_policy
 
 
 ModelsDep = Annotated[ModelRepository, Depends(_models)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -122,8 +123,17 @@ class ModelInfo(BaseModel):
     metadata: dict[str, str] = Field(description="The provenance written into the ONNX file at export.")
 
 
+class Status(StrEnum):
+    """The service's state, as /health and /health/ready report it."""
+
+    STARTING = "starting"
+    READY = "ready"
+    # Readiness answers 503 so balancers stop sending; requests already in are still served.
+    STOPPING = "stopping"
+
+
 class Health(BaseModel):
-    status: Literal["ready", "starting", "stopping"]
+    status: Status
     version: str
     model: ModelInfo | None = Field(description="The default model.")
     models: list[ModelInfo] = Field(description="Every model being served, the default first.")
@@ -142,4 +152,4 @@ class Liveness(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "starting", "stopping"]
+    status: Status

@@ -19,13 +19,15 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from resnet_service import __version__
-from resnet_service.api.deps import ModelsDep
+from resnet_service.api.deps import ModelsDep, RuntimeDep
 from resnet_service.api.disconnect import cancel_on_disconnect
 from resnet_service.api.observe import stats_of
+from resnet_service.api.runtime import Runtime
 from resnet_service.api.upload import read_body
 from resnet_service.errors import InvalidInferenceRequest, ModelNotFound, ServiceError
 from resnet_service.inference.labels import Labels
 from resnet_service.inference.model_repository import ModelRepository, ServedModel
+from resnet_service.v2.errors import V2Route
 from resnet_service.v2.messages import (
     IMAGE_INPUT,
     OUTPUT,
@@ -80,8 +82,8 @@ _INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 # Probes and metadata stay open when RESNET_API_KEYS is set; only inference is guarded.
-health_router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
-router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
+health_router = APIRouter(prefix="/v2", tags=["open inference protocol v2"], route_class=V2Route)
+router = APIRouter(prefix="/v2", tags=["open inference protocol v2"], route_class=V2Route)
 
 ModelName = Annotated[str, Path(description="A served model's name: GET /models lists them.")]
 ModelVersion = Annotated[str, Path(description="Always `1`: a reload replaces a model in place.")]
@@ -92,14 +94,13 @@ def _check_version(name: str, version: str) -> None:
         raise ModelNotFound(f"model '{name}' has version {V2_MODEL_VERSION} only, not {version}")
 
 
-def _ready(request: Request) -> JSONResponse:
-    ready = request.app.state.status == "ready"
-    return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+def _ready(runtime: Runtime) -> JSONResponse:
+    return JSONResponse({"ready": runtime.ready}, status_code=200 if runtime.ready else 503)
 
 
-def _model_ready(request: Request, models: ModelRepository, name: str) -> JSONResponse:
+def _model_ready(runtime: Runtime, models: ModelRepository, name: str) -> JSONResponse:
     models.get(name)
-    return _ready(request)
+    return _ready(runtime)
 
 
 @health_router.get("", response_model=ServerMetadata, summary="Server metadata")
@@ -113,21 +114,21 @@ async def server_live() -> dict[str, bool]:
 
 
 @health_router.get("/health/ready", summary="Server readiness: 200 once the model is warm, else 503")
-async def server_ready(request: Request) -> JSONResponse:
-    return _ready(request)
+async def server_ready(runtime: RuntimeDep) -> JSONResponse:
+    return _ready(runtime)
 
 
 @health_router.get("/models/{name}/ready", summary="Model readiness", responses=_ERRORS)
-async def model_ready(request: Request, models: ModelsDep, name: ModelName) -> JSONResponse:
-    return _model_ready(request, models, name)
+async def model_ready(runtime: RuntimeDep, models: ModelsDep, name: ModelName) -> JSONResponse:
+    return _model_ready(runtime, models, name)
 
 
 @health_router.get("/models/{name}/versions/{version}/ready", summary="Model version readiness", responses=_ERRORS)
 async def model_version_ready(
-    request: Request, models: ModelsDep, name: ModelName, version: ModelVersion
+    runtime: RuntimeDep, models: ModelsDep, name: ModelName, version: ModelVersion
 ) -> JSONResponse:
     _check_version(name, version)
-    return _model_ready(request, models, name)
+    return _model_ready(runtime, models, name)
 
 
 def _metadata(served: ServedModel) -> ModelMetadata:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from resnet_service.api.deps import RuntimeDep
 from resnet_service.api.schemas import Health, InputContract, Liveness, ModelInfo, Readiness
-from resnet_service.inference.model_repository import LoadFailure, ModelRepository, ServedModel
+from resnet_service.inference.model_repository import LoadFailure, ServedModel
 
 __all__ = ["router"]
 
@@ -64,23 +65,22 @@ async def live() -> Liveness:
     summary="Readiness: 200 once the model is loaded and warmed up, else 503",
     responses={503: {"model": Readiness, "description": "Starting or stopping."}},
 )
-async def ready(request: Request) -> JSONResponse:
-    status = request.app.state.status
-    return JSONResponse(Readiness(status=status).model_dump(), status_code=200 if status == "ready" else 503)
+async def ready(runtime: RuntimeDep) -> JSONResponse:
+    answer = Readiness(status=runtime.status).model_dump()
+    return JSONResponse(answer, status_code=200 if runtime.ready else 503)
 
 
 # A plain def runs in FastAPI's thread pool, so the first call's file hash never blocks the event loop.
 @router.get("/health", response_model=Health, summary="Every model's provenance, provider and state; versions")
-def health(request: Request) -> Health:
-    models: ModelRepository | None = request.app.state.models
+def health(runtime: RuntimeDep) -> Health:
+    models, settings = runtime.models, runtime.settings
     infos, failures = [], {}
     if models is not None:
         infos = [_model_info(served, models.failures.get(served.name)) for served in models.in_order()]
         failures = {name: f.message for name, f in models.failures.items() if name not in models.models}
     random = [info.name for info in infos if info.random_weights]
-    settings = request.app.state.settings
     return Health(
-        status=request.app.state.status,
+        status=runtime.status,
         version=metadata.version("resnet-service"),
         model=next((info for info in infos if models and info.name == models.default_name), None),
         models=infos,
