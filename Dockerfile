@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # Stages:
 #   export   TensorFlow + tf2onnx turn Keras ResNet50 into models/resnet50.onnx (MODEL_WEIGHTS=imagenet|random)
+#   serving  what the two serving images share: user, sources, port, health check, command
 #   runtime  slim CPU image: the runtime dependencies and the .onnx file, no TensorFlow (the default target)
 #   gpu      onnxruntime-gpu with CUDA and cuDNN from pip, settings for one GPU (docker build --target gpu)
 
@@ -21,34 +22,31 @@ RUN pip install '.[export]'
 # hadolint ignore=DL3059
 RUN python scripts/export_onnx.py --weights "${MODEL_WEIGHTS}" --output /models/resnet50.onnx
 
-FROM ${PYTHON_IMAGE} AS runtime
+# What both serving images share: the user, the sources to install, the port, the probe and the command.
+FROM ${PYTHON_IMAGE} AS serving
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \
     RESNET_MODEL_PATH=/models/resnet50.onnx
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin resnet
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install . && rm -rf /app/src
-COPY --from=export /models/resnet50.onnx /models/resnet50.onnx
-USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=2).status != 200)"]
 CMD ["resnet-service", "serve", "--host", "0.0.0.0", "--port", "8000"]
 
+FROM serving AS runtime
+RUN pip install . && rm -rf /app/src
+COPY --from=export /models/resnet50.onnx /models/resnet50.onnx
+USER 10001
+
 # CUDA and cuDNN come as pip packages pinned to what onnxruntime-gpu was built against (its cuda and cudnn extras),
 # so the base needs no CUDA of its own; the NVIDIA container runtime adds the driver. The settings are the ones
 # measured best on one GPU with 16 cores, shared with Compose's gpu profile and deploy/k8s/gpu (gpu.env).
-FROM ${PYTHON_IMAGE} AS gpu
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \
-    NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility \
-    RESNET_MODEL_PATH=/models/resnet50.onnx \
+FROM serving AS gpu
+ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     RESNET_DEVICE=cuda RESNET_WORKERS=4 RESNET_PREPROCESS_THREADS=4 RESNET_INTRA_OP_THREADS=4 \
     RESNET_MAX_BATCH_SIZE=32 RESNET_MAX_QUEUE=64
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin resnet
-WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY src ./src
 # The CPU onnxruntime is a plain dependency; swap it for the CUDA build, which provides the same module.
 # hadolint ignore=DL3013
 RUN pip install '.[gpu]' && pip uninstall -y onnxruntime \
@@ -56,11 +54,9 @@ RUN pip install '.[gpu]' && pip uninstall -y onnxruntime \
     && rm -rf /app/src
 COPY --from=export /models/resnet50.onnx /models/resnet50.onnx
 USER 10001
-EXPOSE 8000
-# Each worker warms every batch size up on the GPU before the service reports ready.
+# Each worker warms every batch size up on the GPU before the service reports ready: a longer start period.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=2).status != 200)"]
-CMD ["resnet-service", "serve", "--host", "0.0.0.0", "--port", "8000"]
 
 # The last stage is what a plain `docker build .` produces: keep it the CPU runtime.
 FROM runtime

@@ -23,18 +23,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from bench.null_model import write_null_model
 from bench.profile import profile_service
 from bench.quick import free_port, multipart, photo_jpeg
 from bench.run import commit, cpu_info, raw_onnxruntime, wrk
+from resnet_service.probe import wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -75,20 +73,6 @@ def tree_cpu_seconds(pid: int) -> float:
     return total / CLOCK_TICKS
 
 
-def wait_until(url: str, process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: the server exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=1, trust_env=False).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} was not ready within {timeout:.0f} s")
-
-
 @contextmanager
 def running(
     name: str, command: list[str], ready_path: str, port: int, env: dict[str, str], log_path: Path | None = None
@@ -100,7 +84,7 @@ def running(
     url = f"http://127.0.0.1:{port}"
     try:
         try:
-            wait_until(url + ready_path, process)
+            wait_until_ready(url + ready_path, process, timeout=120)
         except RuntimeError:
             log.seek(0)
             sys.stderr.write(log.read()[-4000:].decode(errors="replace"))

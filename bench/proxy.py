@@ -12,36 +12,10 @@ import argparse
 import asyncio
 import json
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-
-from bench.quick import free_port, load, multipart, photo_jpeg
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def start_stack(model: Path, run_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    api_port, nginx_port = free_port(), free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts/stack.py"), "--run-dir", str(run_dir), "--model", str(model)]
-        + ["--api-port", str(api_port), "--nginx-port", str(nginx_port)],
-        stdout=subprocess.DEVNULL,
-    )
-    proxied = f"http://127.0.0.1:{nginx_port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{proxied}/health/ready", timeout=1, trust_env=False).status_code == 200:
-                return process, f"http://127.0.0.1:{api_port}", proxied
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the stack did not become ready")
+from bench.quick import ROOT, load, multipart, photo_jpeg, start_stack
 
 
 def main() -> int:

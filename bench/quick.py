@@ -30,8 +30,10 @@ from PIL import Image
 from skimage import data
 
 from resnet_service.inference.preprocessing import preprocess
+from resnet_service.probe import NotReady, wait_until_ready
 from resnet_service.settings import available_cpus
 
+ROOT = Path(__file__).resolve().parents[1]
 BOUNDARY = "benchboundary"
 
 
@@ -72,15 +74,25 @@ def start_server(model: Path, settings: dict[str, str] | None = None) -> tuple[s
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    while True:
-        try:
-            if httpx.get(f"{url}/health/ready", timeout=1, trust_env=False).status_code == 200:
-                return process, url, time.monotonic() - started
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() - started > 60:
-            raise RuntimeError("server did not become ready")
-        time.sleep(0.01)
+    wait_until_ready(f"{url}/health/ready", process, timeout=60, interval=0.01)
+    return process, url, time.monotonic() - started
+
+
+def start_stack(model: Path, run_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    """scripts/stack.py (nginx → uvicorn) on free ports, once ready: the process, uvicorn's URL and nginx's."""
+    api_port, nginx_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts/stack.py"), "--run-dir", str(run_dir), "--model", str(model)]
+        + ["--api-port", str(api_port), "--nginx-port", str(nginx_port)],
+        stdout=subprocess.DEVNULL,
+    )
+    proxied = f"http://127.0.0.1:{nginx_port}"
+    try:
+        wait_until_ready(f"{proxied}/health/ready", process, timeout=120)
+    except NotReady:
+        process.kill()
+        raise
+    return process, f"http://127.0.0.1:{api_port}", proxied
 
 
 async def load(url: str, body: bytes, clients: int, seconds: float) -> dict[str, float]:

@@ -29,13 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
 from skimage import data
 
-from bench.quick import BOUNDARY, free_port, multipart, rss_mb, start_server
+from bench.quick import BOUNDARY, multipart, rss_mb, start_server, start_stack
 from resnet_service.inference.preprocessing import preprocess
 from resnet_service.settings import Settings
 
@@ -99,29 +98,10 @@ def wrk(url: str, body_file: Path, clients: int, seconds: float, script: str = "
     return figures
 
 
-def start_stack(model: Path, run_dir: Path) -> tuple[subprocess.Popen[bytes], str, int]:
-    api_port, nginx_port = free_port(), free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts/stack.py"), "--run-dir", str(run_dir), "--model", str(model)]
-        + ["--api-port", str(api_port), "--nginx-port", str(nginx_port)],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{nginx_port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health/ready", timeout=1, trust_env=False).status_code == 200:
-                return process, url, int((run_dir / "api.pid").read_text())
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the stack did not become ready")
-
-
 def service(model: Path, bodies: dict[str, Path], concurrency: tuple[int, ...], seconds: float) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as run_dir:
-        process, url, api_pid = start_stack(model, Path(run_dir))
+        process, _, url = start_stack(model, Path(run_dir))
+        api_pid = int((Path(run_dir) / "api.pid").read_text())
         try:
             curves = {}
             for name, body in bodies.items():

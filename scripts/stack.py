@@ -20,15 +20,14 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import IO
 
+from resnet_service.api.upload import MULTIPART_OVERHEAD_BYTES
+from resnet_service.probe import NotReady, wait_until_ready
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
-MULTIPART_OVERHEAD_KIB = 64  # resnet_service.api.upload.MULTIPART_OVERHEAD_BYTES, without importing the package
 
 
 def say(message: str) -> None:
@@ -44,7 +43,7 @@ def render(template: str, values: dict[str, str]) -> str:
 
 def client_max_body_size() -> str:
     upload_bytes = int(os.environ.get("RESNET_MAX_UPLOAD_BYTES", 10 * 1024 * 1024))
-    return f"{-(-upload_bytes // 1024) + MULTIPART_OVERHEAD_KIB}k"
+    return f"{-(-upload_bytes // 1024) + MULTIPART_OVERHEAD_BYTES // 1024}k"
 
 
 def write_configs(run_dir: Path, api_port: int, nginx_port: int) -> Path:
@@ -91,18 +90,10 @@ def start(name: str, command: list[str], run_dir: Path) -> subprocess.Popen[byte
 
 
 def wait_ready(url: str, api: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if api.poll() is not None:
-            raise SystemExit(f"stack: the API exited with {api.returncode} before it was ready; see its log above")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"stack: the API was not ready within {timeout:.0f}s")
+    try:
+        wait_until_ready(url, api, timeout)
+    except NotReady as exc:
+        raise SystemExit(f"stack: the API was not ready ({exc}); see its log above") from exc
 
 
 def stop(process: subprocess.Popen[bytes], sig: signal.Signals, grace: float = 30.0) -> None:

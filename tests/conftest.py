@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import uvicorn
@@ -27,6 +26,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from resnet_service import Settings, create_app
+from resnet_service.probe import NotReady, wait_until_ready
 from tests.support.images import write_parity_images
 from tests.support.stand_in_model import write_stand_in_model
 
@@ -196,17 +196,12 @@ def start_server(
         if opened is not None:
             opened.close()  # the child holds its own descriptor
     url = f"http://127.0.0.1:{port}"
-    while time.monotonic() - started < timeout:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode} before it was ready")
-        try:
-            if httpx.get(f"{url}/health/ready", timeout=1.0, trust_env=False).status_code == 200:
-                return LiveServer(url, process, started, time.monotonic() - started)
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"the server was not ready within {timeout}s")
+    try:
+        wait_until_ready(f"{url}/health/ready", process, timeout, interval=0.05)
+    except NotReady:
+        process.kill()
+        raise
+    return LiveServer(url, process, started, time.monotonic() - started)
 
 
 def stop_server(server: LiveServer) -> None:

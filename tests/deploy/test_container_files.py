@@ -35,10 +35,12 @@ def test_dockerfile_passes_hadolint() -> None:
 def test_dockerfile_runtime_is_slim_non_root_and_health_checked() -> None:
     text = (ROOT / "Dockerfile").read_text()
     stages = re.findall(r"^FROM \S+ AS (\w+)$", text, flags=re.MULTILINE)
-    assert stages == ["export", "runtime", "gpu"]
+    assert stages == ["export", "serving", "runtime", "gpu"]
+    serving = text.split(" AS serving")[1].split(" AS runtime")[0]
+    assert "/health/ready" in serving and "--reload" not in text and "USER" not in serving  # pip installs as root
     runtime = text.split(" AS runtime")[1].split(" AS gpu")[0]
     assert "pip install . " in runtime and "[export]" not in runtime and "tensorflow" not in runtime.lower()
-    assert "USER 10001" in runtime and "/health/ready" in runtime and "--reload" not in text
+    assert "FROM serving AS runtime" in text and "USER 10001" in runtime
     gpu = text.split(" AS gpu")[1]
     # The GPU build measured: onnxruntime-gpu 1.31.1 with CUDA and cuDNN from its pip extras.
     assert "'onnxruntime-gpu==1.31.1'" in gpu and "pip install '.[gpu]'" in gpu and "USER 10001" in gpu
@@ -135,7 +137,8 @@ def test_user_workflow_builds_starts_posts_a_photo_through_nginx_and_tears_down(
 def test_the_gpu_image_compose_and_kubernetes_use_the_same_gpu_settings() -> None:
     shared = dict(line.split("=", 1) for line in GPU_ENV.read_text().split())
     assert shared["RESNET_DEVICE"] == "cuda"
-    stage = (ROOT / "Dockerfile").read_text().split(" AS gpu")[1].split("\nRUN ")[0]
+    text = (ROOT / "Dockerfile").read_text()
+    stage = text.split(" AS gpu")[1].split("\nRUN ")[0]
     in_image = dict(re.findall(r"(RESNET_[A-Z_]+)=(\S+)", stage))
-    assert in_image.pop("RESNET_MODEL_PATH") == "/models/resnet50.onnx"
+    assert "RESNET_MODEL_PATH=/models/resnet50.onnx" in text.split(" AS serving")[1].split(" AS runtime")[0]
     assert in_image == shared

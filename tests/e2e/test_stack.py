@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
+from resnet_service.probe import NotReady, wait_until_ready
 from tests.conftest import ROOT, free_port
 from tests.support.errors import assert_error
 from tests.support.images import encode, photo
@@ -66,16 +67,10 @@ def start_stack(model_path: Path, run_dir: Path, env: dict[str, str] | None = No
             command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
         )
     stack = Stack(f"http://127.0.0.1:{nginx_port}", f"http://127.0.0.1:{api_port}", run_dir, process, output)
-    deadline = time.monotonic() + 180
-    while True:
-        assert process.poll() is None, f"make stack exited early:\n{output.read_text()}"
-        try:
-            if httpx.get(f"{stack.url}/health/ready", timeout=1, trust_env=False).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"the stack was not ready through nginx:\n{output.read_text()}"
-        time.sleep(0.1)
+    try:
+        wait_until_ready(f"{stack.url}/health/ready", process, timeout=180)
+    except NotReady as exc:
+        raise AssertionError(f"make stack, through nginx: {exc}\n{output.read_text()}") from exc
     return stack
 
 

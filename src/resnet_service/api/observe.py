@@ -1,17 +1,17 @@
 """One pass over each request that feeds both its access log line and the request metrics.
 
-The routes add what only they know (image sizes, queue, preprocessing and inference times) to the request's
-``RequestStats``; this middleware adds the status, the bytes each way and the total time, and reports once the
-last response byte is sent, or when the request fails or is cancelled. The stage times also go back to the client
-as a ``Server-Timing`` header. A plain ASGI middleware, like the
-request-id one, so the routes still see the client's disconnect.
+The routes add what the pipeline returned with each image (its size, queue, preprocessing and inference times)
+to the request's ``RequestStats``; this middleware adds the status, the bytes each way and the total time, and
+reports once the last response byte is sent, or when the request fails or is cancelled. The stage times also go
+back to the client as a ``Server-Timing`` header. A plain ASGI middleware, like the request-id one, so the
+routes still see the client's disconnect.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,8 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from resnet_service.api.request_id import request_id_of
+from resnet_service.errors import ServiceError
+from resnet_service.inference.pipeline import Classified
 from resnet_service.log import ACCESS_LOGGER
 from resnet_service.metrics import Metrics
 
@@ -39,6 +41,17 @@ class RequestStats:
     preprocess_s: float = 0.0
     inference_s: float = 0.0
     batch_sizes: list[int] = field(default_factory=list)
+
+    def add(self, results: Iterable[Classified | ServiceError]) -> None:
+        for result in results:
+            if isinstance(result, ServiceError):
+                continue
+            if result.image_size is not None:
+                self.image_sizes.append(result.image_size)
+                self.preprocess_s += result.preprocess_s
+            self.queue_s += result.computed.queue_s
+            self.inference_s += result.computed.inference_s
+            self.batch_sizes.append(result.computed.batch_size)
 
 
 def stats_of(scope: MutableMapping[str, Any]) -> RequestStats:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["DynamicBatcher", "BatchSizeMismatch", "QueueFull", "Slot"]
+__all__ = ["BatchSizeMismatch", "Computed", "DynamicBatcher", "QueueFull", "Slot"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,16 @@ RunBatch = Callable[[list[np.ndarray]], Awaitable[np.ndarray]]
 ObserveBatch = Callable[[int, float], None]
 # Told of images whose caller gave up: ("queued", n) skipped before their batch, ("computed", 1) run for nobody.
 ObserveAbandoned = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class Computed:
+    """One row's output, with what it cost: its wait in the queue, its batch's run time and size."""
+
+    row: np.ndarray
+    queue_s: float
+    inference_s: float
+    batch_size: int
 
 
 class BatchSizeMismatch(RuntimeError):
@@ -53,10 +63,6 @@ class Slot:
         # Set by the batcher once this request's row is computed; a caller that gives up after that wasted it.
         self.computed = False
         self._counted = False
-        # Filled in when its batch finishes: what this request's logs and metrics report.
-        self.queue_s = 0.0
-        self.inference_s = 0.0
-        self.batch_size = 0
 
     def release(self) -> None:
         if self._held:
@@ -83,7 +89,7 @@ class Slot:
 class _Request:
     inputs: np.ndarray
     slot: Slot
-    future: asyncio.Future[np.ndarray] = field(repr=False)
+    future: asyncio.Future[Computed] = field(repr=False)
     queued_at: float
 
 
@@ -190,8 +196,8 @@ class DynamicBatcher:
         queued = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
         _fail(queued, RuntimeError("the batcher stopped before this request ran"))
 
-    async def submit(self, inputs: np.ndarray, slot: Slot | None = None) -> np.ndarray:
-        """One (1, ...) input → its (…) output row, computed in whichever batch it lands in.
+    async def submit(self, inputs: np.ndarray, slot: Slot | None = None) -> Computed:
+        """One (1, ...) input → its (…) output row and timings, computed in whichever batch it lands in.
 
         ``slot`` is the place ``reserve()`` gave this request; without one, a place is reserved here.
         """
@@ -199,7 +205,7 @@ class DynamicBatcher:
             raise RuntimeError("the batcher is not running")
         slot = slot if slot is not None else self.reserve()
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[np.ndarray] = loop.create_future()
+        future: asyncio.Future[Computed] = loop.create_future()
         self._queue.put_nowait(_Request(inputs, slot, future, queued_at=time.perf_counter()))
         try:
             return await future
@@ -261,11 +267,9 @@ class DynamicBatcher:
             if self._observe_batch is not None:
                 self._observe_batch(len(batch), ran_s)
             for request, row in zip(batch, outputs, strict=True):
-                slot = request.slot
-                slot.queue_s, slot.inference_s, slot.batch_size = started - request.queued_at, ran_s, len(batch)
-                slot.computed = True
+                request.slot.computed = True
                 if request.future.done():
                     # Its caller was cancelled mid-batch; the row just computed goes unused.
-                    slot.abandon()
+                    request.slot.abandon()
                 else:
-                    request.future.set_result(row)
+                    request.future.set_result(Computed(row, started - request.queued_at, ran_s, len(batch)))

@@ -1,6 +1,8 @@
 """Classification without HTTP: admission, deadline, preprocessing and the batcher, as /predict and v2 share them.
 
-Each image (or v2 tensor row) holds its own place in the batcher's queue, so a request with many images is
+``run_each`` is the one way in, for one image or many: it returns each item's ``Classified`` (probabilities and
+timings, for the route to answer and log) or its error, and records the per-image metrics. Each image (or v2
+tensor row) holds its own place in the batcher's queue, so a request with many images is
 bounded by RESNET_MAX_QUEUE like many requests with one. The request's first place is taken on arrival, before
 its body is read; the places for its other images are taken once the body says how many there are, and an image
 that finds the queue full gets its own ``overloaded`` result instead of failing its siblings.
@@ -18,16 +20,15 @@ from typing import TypeVar
 
 import numpy as np
 
-from resnet_service.api.observe import RequestStats
 from resnet_service.errors import DeadlineExceeded, Overloaded, ServiceError, TooManyImages
-from resnet_service.inference.batcher import DynamicBatcher, QueueFull, Slot
+from resnet_service.inference.batcher import Computed, DynamicBatcher, QueueFull, Slot
 from resnet_service.inference.decode_gate import DecodeGate
 from resnet_service.inference.model_contract import InputSpec
 from resnet_service.inference.preprocessing import Preprocessed, preprocess_image
 from resnet_service.metrics import ModelMetrics
 from resnet_service.settings import Settings
 
-__all__ = ["Pipeline", "RETRY_AFTER_S"]
+__all__ = ["Classified", "Pipeline", "RETRY_AFTER_S"]
 
 T = TypeVar("T")
 
@@ -47,6 +48,20 @@ def _timed_preprocess(
 
 def _overloaded(exc: QueueFull) -> Overloaded:
     return Overloaded(f"{exc}; retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+@dataclass(frozen=True)
+class Classified:
+    """One image's (or tensor row's) probabilities, with the figures its request reports and the metrics record."""
+
+    computed: Computed
+    preprocess_s: float = 0.0
+    # "WIDTHxHEIGHT" of an image the service decoded; None for a tensor sent already preprocessed.
+    image_size: str | None = None
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return self.computed.row
 
 
 @dataclass(frozen=True)
@@ -91,44 +106,27 @@ class Pipeline:
                 f"this request has {count} {what}; the limit is {limit} (RESNET_MAX_IMAGES_PER_REQUEST)"
             )
 
-    async def classify_image(self, data: bytes, slot: Slot, stats: RequestStats) -> np.ndarray:
-        """Encoded image → its (classes,) probabilities."""
+    async def classify_image(self, data: bytes, slot: Slot) -> Classified:
+        """Encoded image → its (classes,) probabilities and what it cost."""
         loop = asyncio.get_running_loop()
         settings = self.settings
         fast = settings.resize == "fast"
         image, seconds = await loop.run_in_executor(
             self.preprocess_pool, _timed_preprocess, data, settings.max_image_pixels, fast, self.spec, self.gate
         )
-        stats.image_sizes.append(f"{image.width}x{image.height}")
-        stats.preprocess_s += seconds
-        self.metrics.preprocess_seconds.observe(seconds)
-        return await self.run_row(image.tensor, slot, stats)
+        computed = await self.batcher.submit(image.tensor, slot)
+        return Classified(computed, preprocess_s=seconds, image_size=f"{image.width}x{image.height}")
 
-    async def classify_one(self, data: bytes, slot: Slot, stats: RequestStats) -> np.ndarray:
-        """``classify_image`` for a request of one image: its error is the request's, counted like run_each's."""
-        try:
-            probabilities = await self.classify_image(data, slot, stats)
-        except ServiceError as exc:
-            self.metrics.count_image(exc.code)
-            raise
-        self.metrics.count_image("ok")
-        return probabilities
-
-    async def run_row(self, row: np.ndarray, slot: Slot, stats: RequestStats) -> np.ndarray:
+    async def run_row(self, row: np.ndarray, slot: Slot) -> Classified:
         """A preprocessed (1, *row_shape) row → its (classes,) probabilities, in whichever batch it lands."""
-        probabilities = await self.batcher.submit(row, slot)
-        stats.queue_s += slot.queue_s
-        stats.inference_s += slot.inference_s
-        stats.batch_sizes.append(slot.batch_size)
-        self.metrics.queue_seconds.observe(slot.queue_s)
-        return probabilities
+        return Classified(await self.batcher.submit(row, slot))
 
     async def run_each(
-        self, items: Sequence[T], first: Slot, work: Callable[[T, Slot], Awaitable[np.ndarray]]
-    ) -> list[np.ndarray | ServiceError]:
+        self, items: Sequence[T], first: Slot, work: Callable[[T, Slot], Awaitable[Classified]]
+    ) -> list[Classified | ServiceError]:
         """``work`` on every item at once, each in its own queue place; a ServiceError is that item's result."""
 
-        async def one(item: T, slot: Slot | ServiceError) -> np.ndarray | ServiceError:
+        async def one(item: T, slot: Slot | ServiceError) -> Classified | ServiceError:
             if isinstance(slot, ServiceError):
                 return slot
             with slot:
@@ -145,5 +143,15 @@ class Pipeline:
                 slots.append(exc)
         results = await asyncio.gather(*(one(item, slot) for item, slot in zip(items, slots, strict=True)))
         for result in results:
-            self.metrics.count_image(result.code if isinstance(result, ServiceError) else "ok")
+            self._observe(result)
         return results
+
+    def _observe(self, result: Classified | ServiceError) -> None:
+        """The one place per-image metrics are recorded (the batcher records per-batch ones)."""
+        if isinstance(result, ServiceError):
+            self.metrics.count_image(result.code)
+            return
+        self.metrics.count_image("ok")
+        self.metrics.queue_seconds.observe(result.computed.queue_s)
+        if result.image_size is not None:
+            self.metrics.preprocess_seconds.observe(result.preprocess_s)

@@ -9,7 +9,6 @@ repository extension lists, loads and unloads models.
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import Annotated, Any
 
@@ -251,7 +250,6 @@ async def _infer(request: Request, served: ServedModel) -> Response:
     pipeline, labels = served.pipeline, served.engine.contract.labels
     row_shape = served.engine.contract.input.row_shape
     slot = await pipeline.admit()
-    stats = stats_of(request.scope)
     with slot:
         async with pipeline.deadline():
             infer_request, binary = _split_body(request, await read_body(request, pipeline.settings.max_upload_bytes))
@@ -261,10 +259,10 @@ async def _infer(request: Request, served: ServedModel) -> Response:
             (tensor,) = infer_request.inputs
             if tensor.name == IMAGE_INPUT and tensor.datatype == "BYTES":
                 items: list[Any] = bytes_elements(tensor, sections[tensor.name])
-                work: Any = functools.partial(pipeline.classify_image, stats=stats)
+                work: Any = pipeline.classify_image
             elif tensor.name == TENSOR_INPUT and tensor.datatype == "FP32":
                 items = list(float_rows(tensor, sections[tensor.name], row_shape)[:, np.newaxis])
-                work = functools.partial(pipeline.run_row, stats=stats)
+                work = pipeline.run_row
             else:
                 raise InvalidInferenceRequest(
                     f"unknown input '{tensor.name}' ({tensor.datatype}): send '{IMAGE_INPUT}' (BYTES [N]) "
@@ -274,12 +272,13 @@ async def _infer(request: Request, served: ServedModel) -> Response:
                 raise InvalidInferenceRequest(f"input '{tensor.name}' is empty")
             pipeline.check_count(len(items), "rows")
             results = await cancel_on_disconnect(request.receive, pipeline.run_each(items, slot, work))
+    stats_of(request.scope).add(results)
     # As Triton does, one failed row fails the request: a tensor answer has no place for a per-row error.
     for index, result in enumerate(results):
         if isinstance(result, ServiceError):
             result.message = f"row {index}: {result.message}"
             raise result
-    output, raw = _output(infer_request, np.stack(results), labels)
+    output, raw = _output(infer_request, np.stack([result.probabilities for result in results]), labels)
     response = InferenceResponse(
         model_name=served.name, model_version=V2_MODEL_VERSION, id=infer_request.id, outputs=[output]
     )

@@ -45,7 +45,8 @@ def test_a_lone_request_runs_at_once_alone() -> None:
         began = loop.time()
         result = await batcher.submit(row(1))
         assert loop.time() - began < 0.5
-        assert result.tolist() == [10.0] and model.batches == [[1.0]]
+        assert result.row.tolist() == [10.0] and model.batches == [[1.0]]
+        assert result.batch_size == 1 and result.queue_s < 0.5 and result.inference_s >= 0
         await batcher.stop()
 
     run(scenario)
@@ -63,8 +64,12 @@ def test_requests_arriving_while_the_model_is_busy_share_the_next_batch() -> Non
         await asyncio.sleep(0.01)
         model.gate.set()
         results = await asyncio.gather(first, *waiting)
-        assert [r.tolist() for r in results] == [[10.0], [20.0], [30.0], [40.0]]
+        assert [r.row.tolist() for r in results] == [[10.0], [20.0], [30.0], [40.0]]
         assert model.batches == [[1.0], [2.0, 3.0, 4.0]]
+        # Each row comes back with its own wait and its batch's size and run time.
+        assert [r.batch_size for r in results] == [1, 3, 3, 3]
+        assert all(r.queue_s >= 0.01 for r in results[1:]) and results[0].queue_s < results[1].queue_s
+        assert results[1].inference_s == results[2].inference_s == results[3].inference_s
         await batcher.stop()
 
     run(scenario)
@@ -102,7 +107,7 @@ def test_a_failing_batch_fails_every_caller_in_it_with_the_same_error() -> None:
         assert results == [error, error] and calls == 1
         # The loop survives the failure and serves the next request.
         batcher._run_batch = GatedModel()
-        assert (await batcher.submit(row(3))).tolist() == [30.0]
+        assert (await batcher.submit(row(3))).row.tolist() == [30.0]
         await batcher.stop()
 
     run(scenario)
@@ -200,7 +205,7 @@ def test_the_queue_refuses_at_once_when_max_queue_requests_wait_and_a_running_ba
         with pytest.raises(QueueFull, match="2 requests are already waiting"):
             batcher.reserve()
         model.gate.set()
-        assert [r.tolist() for r in await asyncio.gather(*running, *waiting)] == [[10.0], [20.0], [30.0], [40.0]]
+        assert [r.row.tolist() for r in await asyncio.gather(*running, *waiting)] == [[10.0], [20.0], [30.0], [40.0]]
         assert batcher.waiting == 0 and batcher.rows_run == 4
         await batcher.stop()
 
@@ -216,7 +221,7 @@ def test_a_reserved_place_is_given_back_when_its_request_fails_before_submitting
             raise ValueError("the upload was not an image")
         assert batcher.waiting == 0
         with batcher.reserve() as slot:
-            assert (await batcher.submit(row(5), slot)).tolist() == [50.0]
+            assert (await batcher.submit(row(5), slot)).row.tolist() == [50.0]
         assert batcher.waiting == 0
         await batcher.stop()
 
@@ -235,7 +240,7 @@ def test_a_request_that_finds_the_queue_full_waits_for_the_next_place_given_back
         # The place moved to the waiter as it was: still one taken, never a moment with the queue open to others.
         assert batcher.waiting == 1
         with await waiter as slot:
-            assert (await batcher.submit(row(2), slot)).tolist() == [20.0]
+            assert (await batcher.submit(row(2), slot)).row.tolist() == [20.0]
         assert batcher.waiting == 0
         await batcher.stop()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -184,24 +183,26 @@ async def _predict(
     # Admission comes first, so a refused request costs no body parsing and no decode.
     slot = await pipeline.admit()
     k = top_k if top_k is not None else pipeline.settings.top_k
-    stats = stats_of(request.scope)
     with slot:
         async with pipeline.deadline():
             images = await read_images(request, IMAGE_FIELD, pipeline.settings.max_upload_bytes, url_policy)
             pipeline.check_count(len(images), "images")
-            if len(images) == 1:
-                classify = pipeline.classify_one(images[0], slot, stats)
-                probabilities = await cancel_on_disconnect(request.receive, classify)
-                return _json(PredictResponse.from_ranked(labels.top_k(probabilities, k)).model_dump_json().encode())
-            work = functools.partial(pipeline.classify_image, stats=stats)
-            results = await cancel_on_disconnect(request.receive, pipeline.run_each(images, slot, work))
+            classify = pipeline.run_each(images, slot, pipeline.classify_image)
+            results = await cancel_on_disconnect(request.receive, classify)
+    stats_of(request.scope).add(results)
+    if len(images) == 1:
+        # One image answers the tutorial's JSON, and its error is the request's.
+        (result,) = results
+        if isinstance(result, ServiceError):
+            raise result
+        return _json(PredictResponse.from_ranked(labels.top_k(result.probabilities, k)).model_dump_json().encode())
     request_id = request_id_of(request.scope)
     return _json(
         _MANY.dump_json(
             [
                 ErrorResponse(error=ErrorDetail(code=result.code, message=result.message, request_id=request_id))
                 if isinstance(result, ServiceError)
-                else PredictResponse.from_ranked(labels.top_k(result, k))
+                else PredictResponse.from_ranked(labels.top_k(result.probabilities, k))
                 for result in results
             ]
         )
