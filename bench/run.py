@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +211,7 @@ def main() -> int:
     settings = Settings(model_path=args.model).model_dump(mode="json")
     result = {
         "commit": commit(),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpu": cpu_info(), "python": platform.python_version(), "onnxruntime": ort.__version__},
         "settings": settings,
         "seconds_per_point": args.seconds,

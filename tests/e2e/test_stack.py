@@ -171,9 +171,9 @@ async def _concurrent_gets(url: str, count: int) -> list[httpx.Response]:
 
 
 def test_a_flood_through_nginx_that_ignores_retry_after_cannot_starve_the_model(
-    model_path: Path, tmp_path: Path, report_figure: Callable[[str], None]
+    slow_model_path: Path, tmp_path: Path, report_figure: Callable[[str], None]
 ) -> None:
-    flooded = start_stack(model_path, tmp_path, env={"RESNET_MAX_QUEUE": "4", "RESNET_MAX_BATCH_SIZE": "4"})
+    flooded = start_stack(slow_model_path, tmp_path, env={"RESNET_MAX_QUEUE": "4", "RESNET_MAX_BATCH_SIZE": "4"})
     try:
         floods = {
             source: lambda sources=sources: run_load(
@@ -186,6 +186,7 @@ def test_a_flood_through_nginx_that_ignores_retry_after_cannot_starve_the_model(
             assert flood.errors == [], (source, flood.errors[:5])
             # nginx delays a client over its rate rather than refusing it, so the API's own 503s are what is left.
             assert set(flood.statuses) <= {200, 429, 503}, (source, flood.summary())
+            assert flood.statuses[429] + flood.statuses[503] > 0, ("the flood never filled the queue", flood.summary())
             assert flood.goodput >= 0.8 * run.unloaded_goodput, (source, run.summary())
             report_figure(f"flood through nginx from {source} (64 clients ignoring Retry-After): {flood.summary()}")
             report_figure(f"goodput under the flood from {source} = {run.ratio:.2f} × unloaded")

@@ -1,4 +1,9 @@
-"""Every copy-paste example of the README's Interfaces section, run as written against a live server."""
+"""Every copy-paste example in the README and docs/, run as written against a live server.
+
+Plain ``` blocks hold commands to copy one by one: each `curl` line aimed at `make run`'s port 8000 and the
+`resnet-service predict` line run here. ```python blocks run whole, and so does the one ```bash sequence (your own
+classifier, in docs/model.md).
+"""
 
 from __future__ import annotations
 
@@ -18,11 +23,23 @@ import pytest
 from tests.conftest import ROOT, KerasReference, LiveServer, free_port
 from tests.support.images import encode, photo
 
-README = (ROOT / "README.md").read_text()
-INTERFACES = README[README.index("## Interfaces") :]
-INTERFACES = INTERFACES[: INTERFACES.index("\n## ", 1)]
-CURL_LINES = re.findall(r"^curl .*localhost:8000.*$", INTERFACES, flags=re.MULTILINE)
-PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", INTERFACES, flags=re.DOTALL)
+PAGES = {
+    path.relative_to(ROOT).as_posix(): path.read_text() for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+}
+
+
+def _blocks(language: str) -> list[tuple[str, str]]:
+    return [
+        (page, block)
+        for page, text in sorted(PAGES.items())
+        for block in re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
+    ]
+
+
+COMMAND_LINES = [(page, line) for page, block in _blocks("") for line in block.splitlines()]
+CURL_LINES = [(page, line) for page, line in COMMAND_LINES if line.startswith("curl ") and "localhost:8000" in line]
+PYTHON_BLOCKS = _blocks("python")
+(OWN_SEQUENCE,) = [block for page, block in _blocks("bash") if page == "docs/model.md"]
 
 
 @pytest.fixture
@@ -40,28 +57,34 @@ def _run(command: str | list[str], folder: Path, **options: object) -> subproces
     return result
 
 
-def test_the_section_has_examples_for_every_interface() -> None:
-    assert any("-F image=@dog.jpg -F image=@cat.jpg" in line for line in CURL_LINES)
-    assert any("--data-binary @dog.jpg" in line for line in CURL_LINES)
-    assert any("application/json" in line and "base64" in line for line in CURL_LINES)
-    assert any("/v2/models/resnet50/infer" in line for line in CURL_LINES)
-    assert any("/metrics" in line for line in CURL_LINES)
-    assert any("tritonclient" in block for block in PYTHON_BLOCKS)
-    assert "resnet-service predict dog.jpg cat.jpg" in INTERFACES and "RESNET_LOG_FORMAT=json" in INTERFACES
+def test_the_pages_have_examples_for_every_interface() -> None:
+    curl = [line for _, line in CURL_LINES]
+    readme_curl = [line for page, line in CURL_LINES if page == "README.md"]
+    assert "curl -F image=@dog.jpg http://localhost:8000/predict" in readme_curl
+    assert any("-F image=@dog.jpg -F image=@cat.jpg" in line for line in curl)
+    assert any("--data-binary @dog.jpg" in line for line in curl)
+    assert any("application/json" in line and "base64" in line for line in curl)
+    assert any("/v2/models/resnet50/infer" in line for line in curl)
+    assert any("/metrics" in line for line in curl)
+    assert any("tritonclient" in block for _, block in PYTHON_BLOCKS)
+    assert any("import httpx" in block for page, block in PYTHON_BLOCKS if page == "README.md")
+    assert any(line.startswith("resnet-service predict dog.jpg cat.jpg") for _, line in COMMAND_LINES)
+    assert "RESNET_LOG_FORMAT=json" in PAGES["docs/operations.md"]
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-@pytest.mark.parametrize("line", CURL_LINES)
-def test_curl_example(live_server: LiveServer, folder: Path, line: str) -> None:
+@pytest.mark.parametrize(("page", "line"), CURL_LINES)
+def test_curl_example(live_server: LiveServer, folder: Path, page: str, line: str) -> None:
     output = _run(line.replace("http://localhost:8000", live_server.url), folder, shell=True).stdout
     if "/metrics" in line:
         assert re.search(r"^resnet_requests_total\{.*\} \d", output, flags=re.MULTILINE), output
         return
     answer = json.loads(output)
+    top_k = int(re.search(r"top_k=(\d+)", line).group(1)) if "top_k=" in line else 5
     if "/predict" in line and "image=@cat.jpg" in line:
-        assert [len(result["predictions"]) for result in answer] == [3, 3]
+        assert [len(result["predictions"]) for result in answer] == [top_k, top_k]
     elif "/predict" in line:
-        assert answer["success"] is True and len(answer["predictions"]) == 3
+        assert answer["success"] is True and len(answer["predictions"]) == top_k
     elif line.endswith("/v2/models/resnet50"):
         assert answer["name"] == "resnet50"
     else:
@@ -69,28 +92,29 @@ def test_curl_example(live_server: LiveServer, folder: Path, line: str) -> None:
         assert top["shape"] == [1, 3] and all(len(entry.split(":")) == 3 for entry in top["data"])
 
 
-@pytest.mark.parametrize("code", PYTHON_BLOCKS)
-def test_python_example(live_server: LiveServer, folder: Path, code: str) -> None:
+@pytest.mark.parametrize(("page", "code"), PYTHON_BLOCKS)
+def test_python_example(live_server: LiveServer, folder: Path, page: str, code: str) -> None:
     address = live_server.url.removeprefix("http://")
     output = _run([sys.executable, "-c", code.replace("localhost:8000", address)], folder).stdout
     lines = output.splitlines()
-    assert len(lines) == 2 and all(len(ast.literal_eval(line)) == 3 for line in lines), output
+    if "tritonclient" in code:
+        # Two images, their top 3 each, as "score:index:label" strings.
+        assert len(lines) == 2 and all(len(ast.literal_eval(line)) == 3 for line in lines), output
+    else:
+        # One image's top 5: a label and its probability per line.
+        assert len(lines) == 5 and all(0 < float(line.split()[-1]) <= 1 for line in lines), output
 
 
 def test_cli_example(model_path: Path, folder: Path) -> None:
-    (line,) = re.findall(r"^resnet-service predict .*$", INTERFACES, flags=re.MULTILINE)
+    (line,) = [line for _, line in COMMAND_LINES if line.startswith("resnet-service predict ")]
     executable = Path(sys.executable).parent / "resnet-service"
     command = [str(executable), *line.split()[1:]]
     output = _run(command, folder, env={**os.environ, "RESNET_MODEL_PATH": str(model_path)}).stdout
     assert [len(json.loads(answer)["predictions"]) for answer in output.splitlines()] == [3, 3]
 
 
-OWN = README[README.index("### Your own classifier") :]
-(OWN_SEQUENCE,) = re.findall(r"```bash\n(.*?)```", OWN[: OWN.index("\n### ", 1)], flags=re.DOTALL)
-
-
 def test_the_own_classifier_sequence_runs_as_written(keras_reference: KerasReference, tmp_path: Path) -> None:
-    """Build, export and serve a 7-class model beside ResNet-50, as the README says, then classify with it."""
+    """Build, export and serve a 7-class model beside ResNet-50, as docs/model.md says, then classify with it."""
     notop = keras_reference.model_path.parent / "resnet50_notop.weights.h5"
     port = free_port()
     # The only changes: this environment's executables, the ImageNet weights (not downloadable here) replaced by
