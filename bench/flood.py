@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.path import ROOT, Server, service, stack
 from bench.quick import multipart, photo_jpeg
-from bench.run import wrk
+from bench.run import provenance, wrk
 from tests.support.load import run_load
 
 SOURCES = tuple(f"127.0.0.{host}" for host in range(2, 10))
@@ -58,6 +58,7 @@ def main() -> int:
     parser.add_argument("--direct-only", action="store_true", help="flood uvicorn only, not nginx as well")
     args = parser.parse_args()
     env = dict(item.split("=", 1) for item in args.env)
+    measured = provenance()
     image = photo_jpeg()
     rows = []
     with ExitStack() as servers:
@@ -94,7 +95,7 @@ def main() -> int:
         )
     print("  targets: only 200 and 503/429, no connection errors, goodput ≥ 0.80× unloaded, p99 of all answers ≤ 3 s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=2))
+    args.out.write_text(json.dumps({**measured, "settings": env, "runs": rows}, indent=2))
     return 0
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from bench.null_model import write_null_model
 from bench.profile import profile_service
 from bench.quick import free_port, multipart, photo_jpeg
-from bench.run import commit, cpu_info, raw_onnxruntime, wrk
+from bench.run import provenance, raw_onnxruntime, wrk
 from resnet_service.probe import wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,7 +209,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/path.json")
     args = parser.parse_args()
     connections = (1, 8)
-    result: dict[str, object] = {"commit": commit(), "cpu": cpu_info(), "seconds": args.seconds, "reps": args.reps}
+    result: dict[str, object] = {**provenance(), "seconds": args.seconds, "reps": args.reps}
     with tempfile.TemporaryDirectory() as scratch:
         scratch_dir = Path(scratch)
         body = scratch_dir / "body.bin"

@@ -67,6 +67,11 @@ def commit() -> str:
     return result.stdout.strip() + ("-dirty" if dirty.strip() else "")
 
 
+def provenance() -> dict[str, object]:
+    """What every result file starts with: which code, when, on what."""
+    return {"commit": commit(), "measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "cpu": cpu_info()}
+
+
 def cold_starts(model: Path, runs: int = 3) -> dict[str, float]:
     seconds, rss = [], []
     for _ in range(runs):
@@ -92,7 +97,9 @@ def wrk(url: str, body_file: Path, clients: int, seconds: float, script: str = "
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     figures["seconds"] = figures["duration_us"] / 1e6
-    figures["requests_per_s"] = figures["images_per_s"] = figures["requests"] / figures["seconds"]
+    figures["requests_per_s"] = figures["requests"] / figures["seconds"]
+    # Only answered images count: a 503 from a full queue is a request, not an image classified.
+    figures["images_per_s"] = (figures["requests"] - figures["non_2xx"]) / figures["seconds"]
     figures["clients"] = clients
     load_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     figures["load_cpu_ms_per_request"] = 1000 * load_cpu / max(1, figures["requests"])
@@ -189,6 +196,7 @@ def main() -> int:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench: wrk is not installed; on Debian or Ubuntu: apt-get install -y wrk")
+    measured = provenance()  # before the run, which takes minutes
     concurrency = tuple(int(c) for c in args.concurrency.split(","))
     args.out.mkdir(parents=True, exist_ok=True)
     images = photos()
@@ -210,8 +218,7 @@ def main() -> int:
     raw = raw_onnxruntime(args.model, images["typical 451x300"], args.seconds)
     settings = Settings(model_path=args.model).model_dump(mode="json")
     result = {
-        "commit": commit(),
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **measured,
         "machine": {"cpu": cpu_info(), "python": platform.python_version(), "onnxruntime": ort.__version__},
         "settings": settings,
         "seconds_per_point": args.seconds,

@@ -38,6 +38,7 @@ def _blocks(language: str) -> list[tuple[str, str]]:
 
 COMMAND_LINES = [(page, line) for page, block in _blocks("") for line in block.splitlines()]
 CURL_LINES = [(page, line) for page, line in COMMAND_LINES if line.startswith("curl ") and "localhost:8000" in line]
+CLI_LINES = [(page, line) for page, line in COMMAND_LINES if line.startswith("resnet-service predict ")]
 PYTHON_BLOCKS = _blocks("python")
 (OWN_SEQUENCE,) = [block for page, block in _blocks("bash") if page == "docs/model.md"]
 
@@ -68,7 +69,9 @@ def test_the_pages_have_examples_for_every_interface() -> None:
     assert any("/metrics" in line for line in curl)
     assert any("tritonclient" in block for _, block in PYTHON_BLOCKS)
     assert any("import httpx" in block for page, block in PYTHON_BLOCKS if page == "README.md")
-    assert any(line.startswith("resnet-service predict dog.jpg cat.jpg") for _, line in COMMAND_LINES)
+    assert any(
+        line.startswith("resnet-service predict dog.jpg cat.jpg") for page, line in CLI_LINES if page == "README.md"
+    )
     assert "RESNET_LOG_FORMAT=json" in PAGES["docs/operations.md"]
 
 
@@ -105,8 +108,8 @@ def test_python_example(live_server: LiveServer, folder: Path, page: str, code: 
         assert len(lines) == 5 and all(0 < float(line.split()[-1]) <= 1 for line in lines), output
 
 
-def test_cli_example(model_path: Path, folder: Path) -> None:
-    (line,) = [line for _, line in COMMAND_LINES if line.startswith("resnet-service predict ")]
+@pytest.mark.parametrize(("page", "line"), CLI_LINES)
+def test_cli_example(model_path: Path, folder: Path, page: str, line: str) -> None:
     executable = Path(sys.executable).parent / "resnet-service"
     command = [str(executable), *line.split()[1:]]
     output = _run(command, folder, env={**os.environ, "RESNET_MODEL_PATH": str(model_path)}).stdout

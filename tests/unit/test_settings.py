@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from resnet_service import settings as settings_module
 from resnet_service.settings import Settings, available_cpus
+from tests.conftest import ROOT
 
 
 @pytest.fixture(autouse=True)
@@ -28,6 +30,20 @@ def test_defaults_match_the_documented_ones() -> None:
     assert settings.request_timeout_s == 30.0
     assert settings.shutdown_grace_s == 25.0
     assert settings.api_keys == frozenset()
+
+
+def _variable(name: str) -> str:
+    alias = Settings.model_fields[name].validation_alias
+    return alias if isinstance(alias, str) else f"RESNET_{name.upper()}"
+
+
+def test_the_configuration_page_documents_every_setting_and_only_those() -> None:
+    page = (ROOT / "docs/configuration.md").read_text()
+    table = set(re.findall(r"^\| `(RESNET_[A-Z_]+)` \|", page, flags=re.MULTILINE))
+    read = {_variable(name) for name in Settings.model_fields}
+    assert table == {variable for variable in read if variable.startswith("RESNET_")}
+    # The one setting the service sets for itself is named below the table.
+    assert read - table == {"PROMETHEUS_MULTIPROC_DIR"} and "`PROMETHEUS_MULTIPROC_DIR`" in page
 
 
 def test_api_keys_are_comma_separated_blank_entries_ignored_and_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
