@@ -48,7 +48,7 @@ def seed_answers(server: ThreadedServer) -> dict[bytes, list[dict[str, object]]]
 
 def _image_input(images: list[bytes], binary: bool) -> triton.InferInput:
     tensor = triton.InferInput("image", [len(images)], "BYTES")
-    # JSON cannot carry raw bytes: in JSON each image is a base64 string, as the README documents.
+    # JSON cannot carry raw bytes: in JSON each image is a base64 string, as docs/api.md documents.
     data = images if binary else [base64.b64encode(image) for image in images]
     return tensor.set_data_from_numpy(np.array(data, dtype=np.object_), binary_data=binary)
 

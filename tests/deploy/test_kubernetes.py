@@ -84,9 +84,9 @@ def test_service_targets_the_pods_http_port() -> None:
     assert service["ports"][0]["targetPort"] == "http"
 
 
-def test_readme_explains_scaling_out() -> None:
-    readme = (Path(ROOT) / "README.md").read_text()
-    assert "HorizontalPodAutoscaler" in readme and "--scale api=" in readme
+def test_the_deployment_page_explains_scaling_out() -> None:
+    page = (Path(ROOT) / "docs/deployment.md").read_text()
+    assert "HorizontalPodAutoscaler" in page and "--scale api=" in page
 
 
 GPU = BASE / "gpu"

@@ -159,3 +159,23 @@ def test_the_own_classifier_sequence_runs_as_written(keras_reference: KerasRefer
     cats = ["tabby", "tiger", "siamese", "persian", "sphynx", "lynx", "ocelot"]
     assert answer["success"] is True and {p["label"] for p in answer["predictions"]} <= set(cats)
     assert models["cats"]["labels"] == cats and models["resnet50"]["default"] is True
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_between_the_pages_leads_to_a_file_and_a_heading_there() -> None:
+    broken = []
+    for page, text in PAGES.items():
+        for target in re.findall(r"\]\(([^)#:\s]*)(?:#([^)\s]+))?\)", text):
+            path, anchor = target
+            file = (ROOT / page).parent / path if path else ROOT / page
+            if not file.exists():
+                broken.append(f"{page}: {path} does not exist")
+            elif anchor:
+                headings = re.findall(r"^#+ (.*)$", file.read_text(), flags=re.MULTILINE)
+                if anchor not in {_anchor(heading) for heading in headings}:
+                    broken.append(f"{page}: no heading #{anchor} in {file.relative_to(ROOT)}")
+    assert broken == []

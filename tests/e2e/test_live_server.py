@@ -1,12 +1,6 @@
-"""A real uvicorn process on a free port, driven over HTTP with httpx and curl."""
+"""A real uvicorn process on a free port, driven over HTTP with httpx (the docs' curl examples: test_docs.py)."""
 
 from __future__ import annotations
-
-import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
@@ -14,8 +8,6 @@ import pytest
 from tests.conftest import KerasReference, LiveServer
 from tests.support.images import PHOTOS, encode, photo
 from tests.support.raw_http import headers_only_upload
-
-README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.fixture
@@ -76,25 +68,3 @@ def test_oversize_upload_is_refused_from_its_content_length_before_the_body_is_r
 def test_health_over_http_names_the_provider_and_random_weights(http: httpx.Client) -> None:
     health = http.get("/health").json()
     assert health["model"]["provider"] == "CPUExecutionProvider" and health["model"]["random_weights"] is True
-
-
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_readme_curl_example_works(live_server: LiveServer, tmp_path: Path) -> None:
-    commands = re.findall(r"^curl .*/predict.*$", README.read_text(), flags=re.MULTILINE)
-    assert commands, "the README shows a curl example for /predict"
-    (tmp_path / "dog.jpg").write_bytes(encode(photo("chelsea"), "JPEG"))
-    command = commands[0].replace("http://localhost:8000", live_server.url)
-    result = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    assert '"success":true' in result.stdout and result.stdout.count('"label"') == 5
-
-
-def test_readme_httpx_example_works(live_server: LiveServer, tmp_path: Path) -> None:
-    match = re.search(r"```python\n(.*?import httpx.*?)```", README.read_text(), flags=re.DOTALL)
-    assert match, "the README shows an httpx example"
-    (tmp_path / "dog.jpg").write_bytes(encode(photo("chelsea"), "JPEG"))
-    code = match.group(1).replace("http://localhost:8000", live_server.url)
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert len(lines) == 5 and all(float(line.split()[-1]) > 0 for line in lines)

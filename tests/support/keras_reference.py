@@ -49,7 +49,7 @@ FINETUNED_LABELS = ("tabby", "tiger", "siamese", "persian", "sphynx", "lynx", "o
 
 
 def export_finetuned(model: object, out: Path, progress: object) -> None:
-    """A user's fine-tuned classifier, as the README shows it: ResNet50's features under a new 7-class head, saved
+    """A user's fine-tuned classifier, as docs/model.md shows it: ResNet50's features under a new 7-class head, saved
     with model.save and exported with --model and --labels; and the same with a label file one name short."""
     import keras
 
@@ -75,7 +75,7 @@ def export_finetuned(model: object, out: Path, progress: object) -> None:
 
 
 def save_notop_weights(model: object, out: Path) -> None:
-    """The random ResNet50's weights without its classifier, where the README's example loads ImageNet's.
+    """The random ResNet50's weights without its classifier, where docs/model.md's example loads ImageNet's.
 
     Keras cannot download the ImageNet weights here; ResNet50(weights=FILE, include_top=False) loads these.
     """
