@@ -28,12 +28,23 @@ PAGES = {
 }
 
 
+def _fenced(text: str) -> list[tuple[str, str]]:
+    """Each fenced block's language (empty for a plain fence) and text, fences paired in order."""
+    blocks, language, lines = [], None, []
+    for line in text.splitlines():
+        if line.startswith("```"):
+            if language is None:
+                language, lines = line[3:].strip(), []
+            else:
+                blocks.append((language, "\n".join(lines) + "\n"))
+                language = None
+        elif language is not None:
+            lines.append(line)
+    return blocks
+
+
 def _blocks(language: str) -> list[tuple[str, str]]:
-    return [
-        (page, block)
-        for page, text in sorted(PAGES.items())
-        for block in re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
-    ]
+    return [(page, block) for page, text in sorted(PAGES.items()) for kind, block in _fenced(text) if kind == language]
 
 
 COMMAND_LINES = [(page, line) for page, block in _blocks("") for line in block.splitlines()]

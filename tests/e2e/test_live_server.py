@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import httpx
 import pytest
 
-from tests.conftest import KerasReference, LiveServer
+from tests.conftest import KerasReference, LiveServer, start_server, stop_server
 from tests.support.images import PHOTOS, encode, photo
 from tests.support.raw_http import headers_only_upload
 
@@ -16,11 +19,19 @@ def http(live_server: LiveServer) -> httpx.Client:
         yield client
 
 
+@pytest.fixture(scope="module")
+def resnet50_server(resnet50_path: Path) -> Iterator[LiveServer]:
+    server = start_server(resnet50_path)
+    yield server
+    stop_server(server)
+
+
 def test_top5_labels_equal_keras_and_probabilities_agree_within_1e_4(
-    http: httpx.Client, keras_reference: KerasReference
+    resnet50_server: LiveServer, keras_reference: KerasReference
 ) -> None:
     for name, path in keras_reference.images.items():
-        response = http.post("/predict", files={"image": (name, path.read_bytes())})
+        url = f"{resnet50_server.url}/predict"
+        response = httpx.post(url, files={"image": (name, path.read_bytes())}, timeout=30, trust_env=False)
         assert response.status_code == 200, (name, response.text)
         served = response.json()["predictions"]
         expected = keras_reference.top5[name]
