@@ -25,12 +25,13 @@ RUN python scripts/export_onnx.py --weights "${MODEL_WEIGHTS}" --output /models/
 # What both serving images share: the user, the sources to install, the port, the probe and the command.
 FROM ${PYTHON_IMAGE} AS serving
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \
-    RESNET_MODEL_PATH=/models/resnet50.onnx
+    RESNET_MODEL_PATH=/models/resnet50.onnx RESNET_GRPC_HOST=0.0.0.0
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin resnet
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src ./src
-EXPOSE 8000
+# 8001 is the gRPC port, served when RESNET_GRPC_PORT=8001 is set (docker-compose.yml sets it).
+EXPOSE 8000 8001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=2).status != 200)"]
 CMD ["resnet-service", "serve", "--host", "0.0.0.0", "--port", "8000"]

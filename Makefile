@@ -10,6 +10,8 @@ WEIGHTS_UNAVAILABLE := 3
 
 API_PORT ?= 8000
 NGINX_PORT ?= 8080
+GRPC_PORT ?= 8001
+NGINX_GRPC_PORT ?= 8081
 RUN_DIR ?= .run/stack
 
 .PHONY: run stack test test-fast lint model bench bench-path bench-flood install install-dev clean
@@ -17,10 +19,11 @@ RUN_DIR ?= .run/stack
 run: install $(MODEL)
 	$(BIN)/resnet-service serve --host $(HOST) --port $(PORT) --model $(MODEL)
 
-# docker-compose.yml's topology without Docker: nginx (deploy/nginx.conf) on :8080 in front of uvicorn on :8000.
+# docker-compose.yml's topology without Docker: nginx (deploy/nginx.conf) on :8080 in front of uvicorn on :8000,
+# and on :8081 in front of the API's gRPC port :8001.
 stack: install $(MODEL)
 	exec $(BIN)/python scripts/stack.py --run-dir $(RUN_DIR) --api-port $(API_PORT) --nginx-port $(NGINX_PORT) \
-		--model $(MODEL)
+		--grpc-port $(GRPC_PORT) --nginx-grpc-port $(NGINX_GRPC_PORT) --model $(MODEL)
 
 # Everything: lint, then every test, the real Keras → ONNX export included (about 11 minutes on 2 cores).
 test: lint

@@ -46,10 +46,12 @@ def client_max_body_size() -> str:
     return f"{-(-upload_bytes // 1024) + MULTIPART_OVERHEAD_BYTES // 1024}k"
 
 
-def write_configs(run_dir: Path, api_port: int, nginx_port: int) -> Path:
+def write_configs(run_dir: Path, api_port: int, nginx_port: int, grpc_port: int, nginx_grpc_port: int) -> Path:
     values = {
         "RESNET_UPSTREAM": f"127.0.0.1:{api_port}",
         "NGINX_PORT": f"127.0.0.1:{nginx_port}",
+        "RESNET_GRPC_UPSTREAM": f"127.0.0.1:{grpc_port}",
+        "NGINX_GRPC_PORT": f"127.0.0.1:{nginx_grpc_port}",
         "CLIENT_MAX_BODY_SIZE": client_max_body_size(),
         # The same defaults docker-compose.yml gives the nginx container.
         "NGINX_RATE_LIMIT": os.environ.get("NGINX_RATE_LIMIT", "100r/s"),
@@ -78,10 +80,15 @@ def relay(name: str, stream: IO[bytes], log: Path) -> threading.Thread:
     return thread
 
 
-def start(name: str, command: list[str], run_dir: Path) -> subprocess.Popen[bytes]:
+def start(name: str, command: list[str], run_dir: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     # A session of its own: Ctrl-C in the terminal reaches only this script, which stops the children in order.
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
     )
     (run_dir / f"{name}.pid").write_text(f"{process.pid}\n")
     assert process.stdout is not None
@@ -111,6 +118,8 @@ def main() -> int:
     parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("STACK_RUN_DIR", ROOT / ".run/stack")))
     parser.add_argument("--api-port", type=int, default=8000)
     parser.add_argument("--nginx-port", type=int, default=8080)
+    parser.add_argument("--grpc-port", type=int, default=8001, help="the API's gRPC port (RESNET_GRPC_PORT)")
+    parser.add_argument("--nginx-grpc-port", type=int, default=8081, help="nginx's gRPC port")
     parser.add_argument("--model", type=Path, help="default: RESNET_MODEL_PATH or models/resnet50.onnx")
     parser.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     args = parser.parse_args()
@@ -120,7 +129,7 @@ def main() -> int:
     run_dir = args.run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     run_dir.chmod(0o755)  # nginx workers run as an unprivileged user when started by root and write temp files here
-    main_conf = write_configs(run_dir, args.api_port, args.nginx_port)
+    main_conf = write_configs(run_dir, args.api_port, args.nginx_port, args.grpc_port, args.nginx_grpc_port)
     nginx = [args.nginx, "-e", "stderr", "-p", str(run_dir), "-c", str(main_conf)]
     subprocess.run([*nginx, "-t", "-q"], check=True)
 
@@ -129,10 +138,12 @@ def main() -> int:
         signal.signal(sig, lambda *_: stopping.set())
 
     serve = [sys.executable, "-m", "resnet_service.cli", "serve", "--host", "127.0.0.1", "--port", str(args.api_port)]
-    api = start("api", [*serve, *(["--model", str(args.model)] if args.model else [])], run_dir)
+    model = ["--model", str(args.model)] if args.model else []
+    api = start("api", [*serve, *model], run_dir, env={"RESNET_GRPC_PORT": str(args.grpc_port)})
     wait_ready(f"http://127.0.0.1:{args.api_port}/health/ready", api, timeout=120)
     proxy = start("nginx", nginx, run_dir)
     say(f"http://127.0.0.1:{args.nginx_port} → nginx → uvicorn :{args.api_port}; run dir {run_dir}")
+    say(f"gRPC 127.0.0.1:{args.nginx_grpc_port} → nginx → the API's gRPC :{args.grpc_port}")
 
     api_reported = False
     status = 0

@@ -7,6 +7,7 @@ marked ``export`` at collection, and ``make test-fast`` leaves them out.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -160,6 +161,7 @@ class LiveServer:
     process: subprocess.Popen[bytes]
     started_at: float
     ready_after_s: float
+    grpc_address: str | None = None  # host:port, when the server was started with RESNET_GRPC_PORT
 
 
 def serve_command(model: Path, port: int) -> list[str]:
@@ -215,7 +217,9 @@ def stop_server(server: LiveServer) -> None:
 
 @pytest.fixture(scope="session")
 def live_server(model_path: Path) -> Iterator[LiveServer]:
-    server = start_server(model_path)
+    grpc_port = free_port()
+    server = start_server(model_path, env={"RESNET_GRPC_PORT": str(grpc_port)})
+    server = dataclasses.replace(server, grpc_address=f"127.0.0.1:{grpc_port}")
     yield server
     stop_server(server)
 

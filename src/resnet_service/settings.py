@@ -106,6 +106,17 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest accepted image, in pixels (width × height): the decompression-bomb guard.",
     )
+    grpc_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Where the Open Inference Protocol v2 is also served over gRPC (Triton's and KServe's gRPC "
+        "clients); unset, no gRPC.",
+    )
+    grpc_host: str = Field(
+        "127.0.0.1",
+        description="The address the gRPC port listens on; 0.0.0.0 in a container.",
+    )
     workers: int = Field(
         1,
         ge=1,

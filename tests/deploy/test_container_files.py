@@ -17,7 +17,15 @@ from tests.conftest import ROOT
 
 GPU_ENV = ROOT / "deploy/k8s/gpu/gpu.env"
 COMPOSE = ROOT / "docker-compose.yml"
-TEMPLATE_VARIABLES = {"RESNET_UPSTREAM", "NGINX_PORT", "CLIENT_MAX_BODY_SIZE", "NGINX_RATE_LIMIT", "NGINX_RATE_BURST"}
+TEMPLATE_VARIABLES = {
+    "RESNET_UPSTREAM",
+    "NGINX_PORT",
+    "CLIENT_MAX_BODY_SIZE",
+    "NGINX_RATE_LIMIT",
+    "NGINX_RATE_BURST",
+    "RESNET_GRPC_UPSTREAM",
+    "NGINX_GRPC_PORT",
+}
 
 
 def _compose() -> dict:
@@ -69,7 +77,7 @@ def test_compose_topology_matches_the_native_stack() -> None:
     services = _compose()["services"]
     assert set(services) == {"api", "api-gpu", "nginx"}
     published = {name for name, service in services.items() if service.get("ports")}
-    assert published == {"nginx"} and services["nginx"]["ports"] == ["80:8080"]
+    assert published == {"nginx"} and services["nginx"]["ports"] == ["80:8080", "8001:8081"]  # HTTP, gRPC
     assert services["nginx"]["depends_on"] == {"api": {"condition": "service_healthy"}}
     assert all(service["restart"] == "unless-stopped" for service in services.values())
     assert all("healthcheck" in service for service in services.values())
@@ -87,6 +95,9 @@ def test_compose_fills_exactly_the_template_variables_and_the_body_limit_matches
     assert set(re.findall(r"\$\{(\w+)\}", template)) == TEMPLATE_VARIABLES
     nginx_env = _compose()["services"]["nginx"]["environment"]
     assert set(nginx_env) == TEMPLATE_VARIABLES and nginx_env["RESNET_UPSTREAM"] == "api:8000"
+    # nginx's gRPC upstream is the port the API serves gRPC on.
+    grpc_port = _compose()["services"]["api"]["environment"]["RESNET_GRPC_PORT"]
+    assert nginx_env["RESNET_GRPC_UPSTREAM"] == f"api:{grpc_port}"
     upload_bytes = int(_compose()["services"]["api"]["environment"]["RESNET_MAX_UPLOAD_BYTES"])
     # The same arithmetic scripts/stack.py does for `make stack`: the image limit plus 64 KiB of multipart framing.
     assert nginx_env["CLIENT_MAX_BODY_SIZE"] == f"{upload_bytes // 1024 + 64}k"

@@ -78,7 +78,8 @@ def test_the_pages_have_examples_for_every_interface() -> None:
     assert any("application/json" in line and "base64" in line for line in curl)
     assert any("/v2/models/resnet50/infer" in line for line in curl)
     assert any("/metrics" in line for line in curl)
-    assert any("tritonclient" in block for _, block in PYTHON_BLOCKS)
+    assert any("tritonclient.http" in block for _, block in PYTHON_BLOCKS)
+    assert any("tritonclient.grpc" in block for _, block in PYTHON_BLOCKS)
     assert any("import httpx" in block for page, block in PYTHON_BLOCKS if page == "README.md")
     assert any(
         line.startswith("resnet-service predict dog.jpg cat.jpg") for page, line in CLI_LINES if page == "README.md"
@@ -109,7 +110,9 @@ def test_curl_example(live_server: LiveServer, folder: Path, page: str, line: st
 @pytest.mark.parametrize(("page", "code"), PYTHON_BLOCKS)
 def test_python_example(live_server: LiveServer, folder: Path, page: str, code: str) -> None:
     address = live_server.url.removeprefix("http://")
-    output = _run([sys.executable, "-c", code.replace("localhost:8000", address)], folder).stdout
+    assert live_server.grpc_address is not None
+    code = code.replace("localhost:8000", address).replace("localhost:8001", live_server.grpc_address)
+    output = _run([sys.executable, "-c", code], folder).stdout
     lines = output.splitlines()
     if "tritonclient" in code:
         # Two images, their top 3 each, as "score:index:label" strings.

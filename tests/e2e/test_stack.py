@@ -16,7 +16,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
 
 from resnet_service.probe import NotReady, wait_until_ready
 from tests.conftest import ROOT, free_port
@@ -38,6 +40,7 @@ class Stack:
     run_dir: Path
     process: subprocess.Popen[str]
     output: Path
+    grpc_address: str  # nginx's gRPC port, host:port
 
 
 def _alive(pid: int) -> bool:
@@ -51,13 +54,15 @@ def _alive(pid: int) -> bool:
 def start_stack(model_path: Path, run_dir: Path, env: dict[str, str] | None = None) -> Stack:
     """`make stack` on free ports, returned once nginx answers /health/ready with 200."""
     output = run_dir / "make-stack.out"
-    api_port, nginx_port = free_port(), free_port()
+    api_port, nginx_port, grpc_port, nginx_grpc_port = free_port(), free_port(), free_port(), free_port()
     command = [
         "make",
         "--no-print-directory",
         "stack",
         f"API_PORT={api_port}",
         f"NGINX_PORT={nginx_port}",
+        f"GRPC_PORT={grpc_port}",
+        f"NGINX_GRPC_PORT={nginx_grpc_port}",
         f"RUN_DIR={run_dir}",
         f"MODEL={model_path}",
         f"VENV={sys.prefix}",  # the interpreter running the tests, already installed
@@ -66,7 +71,8 @@ def start_stack(model_path: Path, run_dir: Path, env: dict[str, str] | None = No
         process = subprocess.Popen(
             command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
         )
-    stack = Stack(f"http://127.0.0.1:{nginx_port}", f"http://127.0.0.1:{api_port}", run_dir, process, output)
+    urls = f"http://127.0.0.1:{nginx_port}", f"http://127.0.0.1:{api_port}"
+    stack = Stack(*urls, run_dir, process, output, f"127.0.0.1:{nginx_grpc_port}")
     try:
         wait_until_ready(f"{stack.url}/health/ready", process, timeout=180)
     except NotReady as exc:
@@ -113,6 +119,21 @@ def test_tritonclient_binary_inference_and_metrics_work_through_nginx(stack: Sta
     metrics = http.get("/metrics")
     assert metrics.status_code == 200
     assert 'resnet_requests_total{method="POST",route="/v2/models/{name}/infer",status="200"}' in metrics.text
+
+
+def test_tritonclient_grpc_inference_works_through_nginx(stack: Stack) -> None:
+    client = triton_grpc.InferenceServerClient(stack.grpc_address)
+    assert client.is_server_ready() and client.is_model_ready("resnet50")
+    images = triton_grpc.InferInput("image", [1], "BYTES").set_data_from_numpy(np.array([JPEG], dtype=np.object_))
+    top3 = triton_grpc.InferRequestedOutput("probabilities", class_count=3)
+    (row,) = client.infer("resnet50", [images], outputs=[top3]).as_numpy("probabilities")
+    assert len(row) == 3
+    with pytest.raises(InferenceServerException) as raised:
+        client.infer("resnet18", [images])
+    assert raised.value.status() == "StatusCode.NOT_FOUND"
+    client.close()
+    # nginx logged the calls as the HTTP/2 requests they are.
+    assert "/inference.GRPCInferenceService/ModelInfer" in (stack.run_dir / "nginx.log").read_text()
 
 
 def test_server_header_has_no_version(http: httpx.Client) -> None:

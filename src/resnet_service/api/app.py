@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import onnxruntime as ort
 from fastapi import Depends, FastAPI
@@ -25,6 +26,9 @@ from resnet_service.inference.engine import CPU, choose_providers
 from resnet_service.inference.model_repository import ModelRepository
 from resnet_service.settings import Settings
 from resnet_service.v2 import routes as v2
+
+if TYPE_CHECKING:
+    import grpc
 
 __all__ = ["create_app"]
 
@@ -52,16 +56,22 @@ def _lifespan(runtime: Runtime):  # noqa: ANN202 - FastAPI's lifespan type is a 
         preprocess_pool = ThreadPoolExecutor(max_workers=settings.preprocess_threads, thread_name_prefix="preprocess")
         models: ModelRepository | None = None
         tasks: list[asyncio.Task[None]] = []
+        grpc_server: grpc.aio.Server | None = None
         try:
             # A model that fails to load raises here, so the server exits instead of serving 503s forever.
             try:
                 models = ModelRepository(settings, metrics, preprocess_pool, _decode_gate(settings))
                 await models.start()
+                runtime.models = models
+                if settings.grpc_port is not None:
+                    # Imported here: grpcio and the protocol's modules load only when gRPC is on.
+                    from resnet_service.v2.grpc_service import start_grpc_server
+
+                    grpc_server = await start_grpc_server(runtime)
             except StartupError as exc:
                 # One plain line that names the file and the fix, above the traceback uvicorn prints.
                 logger.error("cannot start: %s", exc)
                 raise
-            runtime.models = models
             loop = asyncio.get_running_loop()
             if metrics.multiprocess_dir is not None:
                 tasks.append(loop.create_task(metrics.publish_queue_depths(models.depths)))
@@ -71,6 +81,9 @@ def _lifespan(runtime: Runtime):  # noqa: ANN202 - FastAPI's lifespan type is a 
             yield
         finally:
             runtime.status = Status.STOPPING
+            if grpc_server is not None:
+                # Calls in flight finish, as HTTP's do, within the shutdown grace.
+                await grpc_server.stop(settings.shutdown_grace_s)
             for task in tasks:
                 task.cancel()
             if models is not None:

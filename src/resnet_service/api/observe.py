@@ -24,7 +24,7 @@ from resnet_service.inference.pipeline import Classified
 from resnet_service.log import ACCESS_LOGGER
 from resnet_service.metrics import Metrics
 
-__all__ = ["ObserveMiddleware", "RequestStats", "stats_of"]
+__all__ = ["Exchange", "ObserveMiddleware", "RequestStats", "record", "stats_of"]
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -57,6 +57,49 @@ class RequestStats:
 def stats_of(scope: MutableMapping[str, Any]) -> RequestStats:
     """The stats of the request ``scope`` belongs to; a throwaway one outside the middleware (unit tests)."""
     return scope.get("state", {}).get("stats") or RequestStats()
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """What one request was and how it ended, whichever transport carried it."""
+
+    method: str  # the HTTP method, or GRPC
+    route: str  # the route template, or the gRPC method's full name
+    path: str
+    status: int  # the HTTP status, or for gRPC the HTTP status its code stands for
+    request_id: str | None
+
+
+def record(
+    metrics: Metrics,
+    exchange: Exchange,
+    seconds: float,
+    stats: RequestStats,
+    bytes_in: int,
+    bytes_out: int,
+    client_ip: str | None,
+) -> None:
+    """The request metrics and the one access log line, for HTTP (the middleware) and gRPC alike."""
+    metrics.requests.labels(exchange.method, exchange.route, str(exchange.status)).inc()
+    metrics.request_seconds.labels(exchange.method, exchange.route).observe(seconds)
+    fields = {
+        "request_id": exchange.request_id,
+        "method": exchange.method,
+        "route": exchange.route,
+        "path": exchange.path,
+        "status": exchange.status,
+        "duration_ms": _ms(seconds),
+        "bytes_in": bytes_in,
+        "bytes_out": bytes_out,
+        "images": len(stats.image_sizes),
+        "image_size": ",".join(stats.image_sizes) or None,
+        "queue_ms": _ms(stats.queue_s) if stats.batch_sizes else None,
+        "preprocess_ms": _ms(stats.preprocess_s) if stats.image_sizes else None,
+        "inference_ms": _ms(stats.inference_s) if stats.batch_sizes else None,
+        "batch_size": max(stats.batch_sizes, default=None),
+        "client_ip": client_ip,
+    }
+    access_log.info("%s %s %d", exchange.method, exchange.path, exchange.status, extra={"fields": fields})
 
 
 def _ms(seconds: float) -> float:
@@ -122,25 +165,13 @@ class ObserveMiddleware:
         finally:
             self.metrics.in_flight.dec()
             route_path = self._route_path(scope, arrived)
-            seconds = time.perf_counter() - started
-            self.metrics.requests.labels(scope["method"], route_path, str(status)).inc()
-            self.metrics.request_seconds.labels(scope["method"], route_path).observe(seconds)
             client = scope.get("client")
-            fields = {
-                "request_id": request_id_of(scope),
-                "method": scope["method"],
-                "route": route_path,
-                "path": scope["path"],
-                "status": status,
-                "duration_ms": _ms(seconds),
-                "bytes_in": bytes_in,
-                "bytes_out": bytes_out,
-                "images": len(stats.image_sizes),
-                "image_size": ",".join(stats.image_sizes) or None,
-                "queue_ms": _ms(stats.queue_s) if stats.batch_sizes else None,
-                "preprocess_ms": _ms(stats.preprocess_s) if stats.image_sizes else None,
-                "inference_ms": _ms(stats.inference_s) if stats.batch_sizes else None,
-                "batch_size": max(stats.batch_sizes, default=None),
-                "client_ip": client[0] if client else None,
-            }
-            access_log.info("%s %s %d", scope["method"], scope["path"], status, extra={"fields": fields})
+            record(
+                self.metrics,
+                Exchange(scope["method"], route_path, scope["path"], status, request_id_of(scope)),
+                time.perf_counter() - started,
+                stats,
+                bytes_in,
+                bytes_out,
+                client[0] if client else None,
+            )

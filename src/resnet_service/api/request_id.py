@@ -13,11 +13,16 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["RequestIdMiddleware", "request_id_of", "REQUEST_ID_HEADER"]
+__all__ = ["RequestIdMiddleware", "accepted_request_id", "request_id_of", "REQUEST_ID_HEADER"]
 
 REQUEST_ID_HEADER = b"x-request-id"
 # Echoed into a response header and into logs, so arbitrary client bytes are replaced, not passed on.
 _ACCEPTED = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+
+
+def accepted_request_id(given: str | None) -> str:
+    """The client's id if it is a safe one, else a new one."""
+    return given if given is not None and _ACCEPTED.fullmatch(given) else uuid.uuid4().hex
 
 
 def request_id_of(scope: MutableMapping[str, Any]) -> str | None:
@@ -33,8 +38,8 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = next((value.decode("latin-1") for name, value in scope["headers"] if name == REQUEST_ID_HEADER), "")
-        request_id = given if _ACCEPTED.fullmatch(given) else uuid.uuid4().hex
+        given = next((value.decode("latin-1") for name, value in scope["headers"] if name == REQUEST_ID_HEADER), None)
+        request_id = accepted_request_id(given)
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message: Message) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -23,27 +22,19 @@ from resnet_service.api.disconnect import cancel_on_disconnect
 from resnet_service.api.observe import stats_of
 from resnet_service.api.runtime import Runtime
 from resnet_service.api.upload import read_body
-from resnet_service.errors import InvalidInferenceRequest, ModelNotFound, ServiceError
-from resnet_service.inference.labels import Labels
+from resnet_service.errors import InvalidInferenceRequest
 from resnet_service.inference.model_repository import ModelRepository, ServedModel
 from resnet_service.v2.errors import V2Route
+from resnet_service.v2.inference import answer, check_version, classify_tensors, describe_model
 from resnet_service.v2.messages import (
-    IMAGE_INPUT,
-    OUTPUT,
-    TENSOR_INPUT,
     V2_MODEL_VERSION,
     InferenceRequest,
     InferenceResponse,
     ModelMetadata,
     RepositoryModel,
-    ResponseOutput,
     ServerMetadata,
-    TensorMetadata,
     V2Error,
-    bytes_elements,
-    float_rows,
     inline_json_schema,
-    serialize_bytes,
 )
 
 __all__ = ["router", "health_router"]
@@ -88,11 +79,6 @@ ModelName = Annotated[str, Path(description="A served model's name: GET /models 
 ModelVersion = Annotated[str, Path(description="Always `1`: a reload replaces a model in place.")]
 
 
-def _check_version(name: str, version: str) -> None:
-    if version != V2_MODEL_VERSION:
-        raise ModelNotFound(f"model '{name}' has version {V2_MODEL_VERSION} only, not {version}")
-
-
 def _ready(runtime: Runtime) -> JSONResponse:
     return JSONResponse({"ready": runtime.ready}, status_code=200 if runtime.ready else 503)
 
@@ -126,27 +112,13 @@ async def model_ready(runtime: RuntimeDep, models: ModelsDep, name: ModelName) -
 async def model_version_ready(
     runtime: RuntimeDep, models: ModelsDep, name: ModelName, version: ModelVersion
 ) -> JSONResponse:
-    _check_version(name, version)
+    check_version(name, version)
     return _model_ready(runtime, models, name)
-
-
-def _metadata(served: ServedModel) -> ModelMetadata:
-    contract = served.engine.contract
-    return ModelMetadata(
-        name=served.name,
-        versions=[V2_MODEL_VERSION],
-        platform="onnxruntime_onnx",
-        inputs=[
-            TensorMetadata(name=IMAGE_INPUT, datatype="BYTES", shape=[-1]),
-            TensorMetadata(name=TENSOR_INPUT, datatype="FP32", shape=[-1, *contract.input.row_shape]),
-        ],
-        outputs=[TensorMetadata(name=OUTPUT, datatype="FP32", shape=[-1, len(contract.labels.names)])],
-    )
 
 
 @health_router.get("/models/{name}", response_model=ModelMetadata, summary="Model metadata", responses=_ERRORS)
 async def model_metadata(name: ModelName, models: ModelsDep) -> ModelMetadata:
-    return _metadata(models.get(name))
+    return describe_model(models.get(name))
 
 
 @health_router.get(
@@ -156,8 +128,8 @@ async def model_metadata(name: ModelName, models: ModelsDep) -> ModelMetadata:
     responses=_ERRORS,
 )
 async def model_version_metadata(name: ModelName, version: ModelVersion, models: ModelsDep) -> ModelMetadata:
-    _check_version(name, version)
-    return _metadata(models.get(name))
+    check_version(name, version)
+    return describe_model(models.get(name))
 
 
 def _split_body(request: Request, body: bytes) -> tuple[InferenceRequest, bytes]:
@@ -195,34 +167,6 @@ def _binary_sections(infer: InferenceRequest, binary: bytes) -> dict[str, bytes 
     return sections
 
 
-def _output(infer: InferenceRequest, probabilities: np.ndarray, labels: Labels) -> tuple[ResponseOutput, bytes | None]:
-    """The one output, as requested: probabilities or top-k strings, in JSON or binary."""
-    wanted = infer.outputs or []
-    if any(output.name != OUTPUT for output in wanted) or len(wanted) > 1:
-        raise InvalidInferenceRequest(f"the only output is '{OUTPUT}'")
-    parameters = (wanted[0].parameters or {}) if wanted else {}
-    binary = bool(parameters.get("binary_data", (infer.parameters or {}).get("binary_data_output", False)))
-    k = parameters.get("classification", 0)
-    if not isinstance(k, int) or not 0 <= k <= len(labels.names):
-        raise InvalidInferenceRequest(f"classification must be a number of classes from 1 to {len(labels.names)}")
-    if k:
-        strings = [
-            f"{score:f}:{index}:{labels.names[index]}".encode()
-            for row in probabilities
-            for index, score in ((int(i), float(row[i])) for i in np.argsort(-row, kind="stable")[:k])
-        ]
-        shape, datatype = [len(probabilities), k], "BYTES"
-        raw, data = serialize_bytes(strings), [text.decode() for text in strings]
-    else:
-        shape, datatype = list(probabilities.shape), "FP32"
-        raw, data = probabilities.astype("<f4").tobytes(), probabilities.ravel().tolist()
-    if binary:
-        return ResponseOutput(
-            name=OUTPUT, shape=shape, datatype=datatype, parameters={"binary_data_size": len(raw)}
-        ), raw
-    return ResponseOutput(name=OUTPUT, shape=shape, datatype=datatype, data=data), None
-
-
 @router.post(
     "/models/{name}/infer",
     summary="Inference (binary tensor data and classification extensions)",
@@ -241,47 +185,21 @@ async def infer(request: Request, models: ModelsDep, name: ModelName) -> Respons
     openapi_extra=INFER_BODY,
 )
 async def infer_version(request: Request, models: ModelsDep, name: ModelName, version: ModelVersion) -> Response:
-    _check_version(name, version)
+    check_version(name, version)
     with models.use(name) as served:
         return await _infer(request, served)
 
 
 async def _infer(request: Request, served: ServedModel) -> Response:
-    pipeline, labels = served.pipeline, served.engine.contract.labels
-    row_shape = served.engine.contract.input.row_shape
+    pipeline = served.pipeline
     slot = await pipeline.admit()
     with slot:
         async with pipeline.deadline():
             infer_request, binary = _split_body(request, await read_body(request, pipeline.settings.max_upload_bytes))
-            sections = _binary_sections(infer_request, binary)
-            if len(infer_request.inputs) != 1:
-                raise InvalidInferenceRequest(f"send exactly one input, '{IMAGE_INPUT}' or '{TENSOR_INPUT}'")
-            (tensor,) = infer_request.inputs
-            if tensor.name == IMAGE_INPUT and tensor.datatype == "BYTES":
-                items: list[Any] = bytes_elements(tensor, sections[tensor.name])
-                work: Any = pipeline.classify_image
-            elif tensor.name == TENSOR_INPUT and tensor.datatype == "FP32":
-                items = list(float_rows(tensor, sections[tensor.name], row_shape)[:, np.newaxis])
-                work = pipeline.run_row
-            else:
-                raise InvalidInferenceRequest(
-                    f"unknown input '{tensor.name}' ({tensor.datatype}): send '{IMAGE_INPUT}' (BYTES [N]) "
-                    f"or '{TENSOR_INPUT}' (FP32 [N, {', '.join(map(str, row_shape))}])"
-                )
-            if not items:
-                raise InvalidInferenceRequest(f"input '{tensor.name}' is empty")
-            pipeline.check_count(len(items), "rows")
-            results = await cancel_on_disconnect(request.receive, pipeline.run_each(items, slot, work))
+            classify = classify_tensors(served, infer_request, _binary_sections(infer_request, binary), slot)
+            results = await cancel_on_disconnect(request.receive, classify)
     stats_of(request.scope).add(results)
-    # As Triton does, one failed row fails the request: a tensor answer has no place for a per-row error.
-    for index, result in enumerate(results):
-        if isinstance(result, ServiceError):
-            result.message = f"row {index}: {result.message}"
-            raise result
-    output, raw = _output(infer_request, np.stack([result.probabilities for result in results]), labels)
-    response = InferenceResponse(
-        model_name=served.name, model_version=V2_MODEL_VERSION, id=infer_request.id, outputs=[output]
-    )
+    response, raw = answer(served, infer_request, results)
     header = json.dumps(response.model_dump(exclude_none=True)).encode()
     if raw is None:
         return Response(header, media_type="application/json")
