@@ -2,8 +2,9 @@
 
     .venv/bin/python -m bench.tables [--results bench/results]
 
-Run it after `make bench`, `make bench-path` and `make bench-flood` and paste its output over the page's tables, so
-that every figure there comes from the result files, with their commit, time and machine.
+Run it after `make bench`, `make bench-path`, `make bench-flood` and `python -m bench.grpc`, and paste its output
+over the page's tables, so that every figure there comes from the result files, with their commit, time and
+machine.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from bench.grpc import table as grpc_table
 from bench.path import median_row
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,7 +149,12 @@ def main() -> int:
     print(flood_table(read["flood"]), end="\n\n")
     no_wait = args.results / "flood-no-wait.json"
     if no_wait.exists():
-        print(flood_table(json.loads(no_wait.read_text())))
+        print(flood_table(json.loads(no_wait.read_text())), end="\n\n")
+    for name in ("grpc", "grpc-null"):
+        path = args.results / f"{name}.json"
+        if path.exists():
+            result = json.loads(path.read_text())
+            print(f"{provenance(result)}\n\n{grpc_table(result)}", end="\n\n")
     return 0
 
 
