@@ -12,7 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 
 from resnet_service.exit_status import STARTUP_FAILURE
 from tests.conftest import free_port, serve_command, server_env, start_server, stop_server
@@ -102,3 +104,24 @@ def test_workers_that_cannot_load_the_model_stop_the_service_with_exit_3(tmp_pat
     result = subprocess.run(command, env=server_env(WORKERS), capture_output=True, text=True, timeout=120)
     assert result.returncode == STARTUP_FAILURE
     assert f"cannot start: model file {missing} not found: run `make model`" in result.stdout
+
+
+def test_every_worker_serves_grpc_on_the_one_port_and_the_metrics_add_up(model_path: Path, tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "server.log"
+    server = start_server(model_path, env={**WORKERS, "RESNET_GRPC_PORT": str(port)}, log=log)
+    try:
+        images = triton_grpc.InferInput("image", [1], "BYTES")
+        images.set_data_from_numpy(np.array([JPEG], dtype=np.object_))
+        for _ in range(12):
+            # A new channel per call, so the kernel can hand each to either worker.
+            client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port}")
+            assert client.infer("resnet50", [images]).as_numpy("probabilities").shape == (1, 1000)
+            client.close()
+        metrics = httpx.get(f"{server.url}/metrics", trust_env=False).text
+    finally:
+        stop_server(server)
+    series = 'resnet_requests_total{method="GRPC",route="/inference.GRPCInferenceService/ModelInfer",status="200"}'
+    assert f"{series} 12.0" in metrics, metrics
+    # Each worker bound the port itself (grpcio sets SO_REUSEPORT).
+    assert log.read_text().count(f"gRPC (Open Inference Protocol v2) on 127.0.0.1:{port}") == 2
