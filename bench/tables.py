@@ -32,7 +32,7 @@ def _table(header: list[str], rows: list[list[object]]) -> str:
     return "\n".join([_row(header), _row(["---"] * len(header)), *(_row(row) for row in rows)])
 
 
-def provenance(result: dict) -> str:
+def run_line(result: dict) -> str:
     cpu = result["cpu"]
     return (
         f"commit {result['commit']}, {result['measured_at'][:16].replace('T', ' ')} UTC, {cpu['model']} "
@@ -44,7 +44,7 @@ def bench_tables(result: dict) -> str:
     raw = result["raw_onnxruntime"]
     best = max(row["images_per_s"] for row in raw)
     batch1 = max((row for row in raw if row["batch"] == 1), key=lambda row: row["images_per_s"])
-    parts = [f"`make bench`: {provenance(result)}, {result['seconds_per_point']:.0f} s per point, one run."]
+    parts = [f"`make bench`: {run_line(result)}, {result['seconds_per_point']:.0f} s per point, one run."]
     parts.append(
         f"Raw ONNX Runtime on the same model: best {best:.1f} images/s; batch 1 {batch1['images_per_s']:.1f} "
         f"images/s, p50 {batch1['p50_ms']:.1f} ms."
@@ -76,7 +76,7 @@ def bench_tables(result: dict) -> str:
 
 def path_tables(result: dict) -> str:
     parts = [
-        f"`make bench-path`: {provenance(result)}, {result['seconds']:.0f} s per wrk run, medians of "
+        f"`make bench-path`: {run_line(result)}, {result['seconds']:.0f} s per wrk run, medians of "
         f"{result['reps']} interleaved repetitions."
     ]
     raw = result.get("raw_onnxruntime", {})
@@ -136,7 +136,7 @@ def flood_table(result: dict) -> str:
                 answers,
             ]
         )
-    return f"{provenance(result)}; {settings}.\n\n" + _table(header, rows)
+    return f"{run_line(result)}; {settings}.\n\n" + _table(header, rows)
 
 
 def main() -> int:
@@ -154,7 +154,7 @@ def main() -> int:
         path = args.results / f"{name}.json"
         if path.exists():
             result = json.loads(path.read_text())
-            print(f"{provenance(result)}\n\n{grpc_table(result)}", end="\n\n")
+            print(f"{run_line(result)}\n\n{grpc_table(result)}", end="\n\n")
     return 0
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -63,6 +64,8 @@ __all__ = [
     "StartupError",
     "ErrorShape",
     "error_answer",
+    "Failure",
+    "failure_of",
     "install_error_handlers",
     "service_error_shape",
 ]
@@ -228,50 +231,53 @@ class StartupError(Exception):
 
 # How one router writes an error: status, stable code, message, request id → response. The service's own routes use
 # ``{"success": false, "error": {...}}``; the v2 router passes the protocol's shape (v2/errors.py).
-ErrorShape = Callable[[int, str, str, str], JSONResponse]
+ErrorShape = Callable[[int, str, str, str | None], JSONResponse]
 
 
-def service_error_shape(status: int, code: str, message: str, request_id: str) -> JSONResponse:
+def service_error_shape(status: int, code: str, message: str, request_id: str | None) -> JSONResponse:
     body = ErrorResponse(error=ErrorDetail(code=code, message=message, request_id=request_id))
     return JSONResponse(body.model_dump(), status_code=status)
 
 
-def _log_failure(request: Request, what: str, detail: str, exc: Exception) -> None:
-    # The request id lets a user quote one failure and an operator find its log line and traceback.
-    logger.error(
-        "%s %s %s (request %s): %s",
-        request.method,
-        request.url.path,
-        what,
-        request_id_of(request.scope),
-        detail,
-        exc_info=exc,
-    )
+@dataclass(frozen=True)
+class Failure:
+    """What a failed request answers, whatever its transport writes it in."""
+
+    status: int
+    code: str
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
 
 
-def error_answer(request: Request, exc: Exception, shape: ErrorShape = service_error_shape) -> JSONResponse:
-    """Any exception a route raised, as a response in ``shape``; faults are logged with their traceback."""
-    request_id = request_id_of(request.scope)
-    headers: dict[str, str] = {}
+def failure_of(exc: Exception, where: str, request_id: str | None) -> Failure:
+    """Any exception a request raised, classified; faults are logged with their traceback.
+
+    ``where`` names the request for the log (``POST /predict``, ``gRPC ModelInfer``): the request id lets a user
+    quote one failure and an operator find its log line and traceback.
+    """
     if isinstance(exc, ServiceError):
         # Overload and deadlines are the service protecting itself, not faults: they are counted, not traced.
         if exc.status == 500:
-            _log_failure(request, "failed", exc.message, exc)
-        status, code, message, headers = exc.status, exc.code, exc.message, exc.headers
-    elif isinstance(exc, RequestValidationError):
+            logger.error("%s failed (request %s): %s", where, request_id, exc.message, exc_info=exc)
+        return Failure(exc.status, exc.code, exc.message, dict(exc.headers))
+    if isinstance(exc, RequestValidationError):
         problems = "; ".join(
             f"{'.'.join(str(part) for part in err.get('loc', ()))}: {err.get('msg', '')}" for err in exc.errors()
         )
-        status, code, message = 422, "validation_error", problems or "the request is not valid"
-    elif isinstance(exc, StarletteHTTPException):
-        status, code, message = exc.status_code, f"http_{exc.status_code}", str(exc.detail)
-        headers = dict(exc.headers or {})
-    else:
-        # The traceback goes to the log, never into the body.
-        _log_failure(request, "raised an unexpected error", repr(exc), exc)
-        status, code, message = 500, "internal_error", "the server failed to handle this request"
-    response = shape(status, code, message, request_id)
-    response.headers.update(headers)
+        return Failure(422, "validation_error", problems or "the request is not valid")
+    if isinstance(exc, StarletteHTTPException):
+        return Failure(exc.status_code, f"http_{exc.status_code}", str(exc.detail), dict(exc.headers or {}))
+    # The traceback goes to the log, never into the body.
+    logger.error("%s raised an unexpected error (request %s): %r", where, request_id, exc, exc_info=exc)
+    return Failure(500, "internal_error", "the server failed to handle this request")
+
+
+def error_answer(request: Request, exc: Exception, shape: ErrorShape = service_error_shape) -> JSONResponse:
+    """Any exception a route raised, as a response in ``shape``."""
+    request_id = request_id_of(request.scope)
+    failure = failure_of(exc, f"{request.method} {request.url.path}", request_id)
+    response = shape(failure.status, failure.code, failure.message, request_id)
+    response.headers.update(failure.headers)
     return response
 
 

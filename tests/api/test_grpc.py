@@ -17,6 +17,7 @@ from resnet_service.api.runtime import runtime_of
 from resnet_service.inference.labels import Labels
 from resnet_service.inference.preprocessing import preprocess
 from tests.conftest import ThreadedServer, free_port, threaded_server
+from tests.support.faulty_model import write_faulty_model
 from tests.support.images import encode, photo
 
 CAT = encode(photo("chelsea"), "JPEG", quality=90)
@@ -167,3 +168,17 @@ def test_a_request_past_its_deadline_is_deadline_exceeded(slow_model_path: Path,
         # The images still waiting when it struck never cost model time.
         assert runtime_of(server.app).models.default.batcher.rows_run < 8  # type: ignore[union-attr]
         client.close()
+
+
+def test_a_failing_model_run_is_internal_and_logged_with_its_traceback(
+    tmp_path: Path, clean_env: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    with threaded_server(Settings(model_path=write_faulty_model(tmp_path / "faulty.onnx"), grpc_port=port)):
+        client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+        with pytest.raises(InferenceServerException) as raised:
+            client.infer("resnet50", [_images([CAT])])
+        client.close()
+    assert raised.value.status() == "StatusCode.INTERNAL" and "Traceback" not in raised.value.message()
+    failed = [record for record in caplog.records if "gRPC ModelInfer failed" in record.getMessage()]
+    assert failed and failed[0].exc_info is not None

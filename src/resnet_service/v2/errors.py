@@ -18,7 +18,7 @@ from resnet_service.v2.messages import V2Error
 __all__ = ["V2Route", "v2_error_shape"]
 
 
-def v2_error_shape(status: int, code: str, message: str, request_id: str) -> JSONResponse:
+def v2_error_shape(status: int, code: str, message: str, request_id: str | None) -> JSONResponse:
     return JSONResponse(V2Error(error=f"{message} (request {request_id})").model_dump(), status_code=status)
 
 

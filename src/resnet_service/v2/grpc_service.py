@@ -27,7 +27,7 @@ from resnet_service.api.observe import Exchange, RequestStats, record
 from resnet_service.api.request_id import accepted_request_id
 from resnet_service.api.runtime import Runtime
 from resnet_service.api.upload import MULTIPART_OVERHEAD_BYTES
-from resnet_service.errors import InvalidInferenceRequest, ModelNotFound, ServiceError, StartupError
+from resnet_service.errors import InvalidInferenceRequest, ModelNotFound, StartupError, failure_of
 from resnet_service.v2.inference import answer, check_version, classify_tensors, describe_model
 from resnet_service.v2.messages import InferenceRequest, RequestInput, RequestOutput, serialize_bytes
 
@@ -78,7 +78,7 @@ def _peer_ip(peer: str) -> str | None:
 def _answers_errors(method: Method[Request, Response]) -> Method[Request, Response]:
     """Each call's errors as gRPC statuses, its metrics and its access line, as ObserveMiddleware does for HTTP.
 
-    A ServiceError becomes its gRPC status and message; anything else INTERNAL, logged with its traceback.
+    Failures are classified by ``errors.failure_of``, as HTTP's are, and answered as their gRPC status.
     """
     route = f"/inference.GRPCInferenceService/{method.__name__}"
 
@@ -91,17 +91,13 @@ def _answers_errors(method: Method[Request, Response]) -> Method[Request, Respon
             response = await method(self, request, context)
             status = 200
             return response
-        except ServiceError as exc:
-            status = exc.status
-            if exc.status == 500:
-                logger.error("gRPC %s failed (request %s): %s", method.__name__, request_id, exc.message, exc_info=exc)
-            await context.abort(GRPC_STATUS.get(exc.status, grpc.StatusCode.UNKNOWN), exc.message)
-        except Exception:  # the traceback goes to the log, never to the client
-            logger.exception("gRPC %s raised an unexpected error (request %s)", method.__name__, request_id)
-            await context.abort(grpc.StatusCode.INTERNAL, "the server failed to handle this request")
+        except Exception as exc:  # classified as HTTP's are; the traceback goes to the log, never to the client
+            failure = failure_of(exc, f"gRPC {method.__name__}", request_id)
+            status = failure.status
+            await context.abort(GRPC_STATUS.get(failure.status, grpc.StatusCode.UNKNOWN), failure.message)
         finally:
             exchange = Exchange("GRPC", route, route, status, request_id)
-            size = request.ByteSize() if hasattr(request, "ByteSize") else 0
+            size = request.ByteSize()
             seconds = time.perf_counter() - started
             record(self.runtime.metrics, exchange, seconds, stats, size, 0, _peer_ip(context.peer()))
         raise AssertionError("context.abort always raises")

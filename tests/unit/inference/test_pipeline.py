@@ -27,28 +27,27 @@ def _series(metrics: Metrics, name: str, **labels: str) -> float:
     return metrics.registry.get_sample_value(name, {"model": "m", **labels}) or 0.0
 
 
-def test_run_each_returns_every_image_with_its_timings_and_counts_each_outcome_once(clean_env: None) -> None:
-    metrics = Metrics()
-    jpeg = encode(photo("chelsea"), "JPEG")
+def _run_each(metrics: Metrics, items: list, work: str, threads: int) -> list[Classified | ServiceError]:
+    """``Pipeline.run_each`` over ``items`` with the pipeline's method ``work``, on a real batcher and pool."""
 
     async def scenario() -> list[Classified | ServiceError]:
         batcher = DynamicBatcher(_sums, max_batch_size=4)
         batcher.start()
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            pipeline = Pipeline(
-                batcher,
-                pool,
-                Settings(model_path=Path("unused.onnx")),
-                metrics.for_model("m"),
-                DecodeGate(2, 2),
-                InputSpec(),
-            )
-            first = await pipeline.admit()
-            results = await pipeline.run_each([jpeg, b"not an image", jpeg], first, pipeline.classify_image)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            settings = Settings(model_path=Path("unused.onnx"))
+            gate = DecodeGate(threads, threads)
+            pipeline = Pipeline(batcher, pool, settings, metrics.for_model("m"), gate, InputSpec())
+            results = await pipeline.run_each(items, await pipeline.admit(), getattr(pipeline, work))
         await batcher.stop()
         return results
 
-    good, bad, again = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_run_each_returns_every_image_with_its_timings_and_counts_each_outcome_once(clean_env: None) -> None:
+    metrics = Metrics()
+    jpeg = encode(photo("chelsea"), "JPEG")
+    good, bad, again = _run_each(metrics, [jpeg, b"not an image", jpeg], "classify_image", threads=2)
     assert isinstance(good, Classified) and isinstance(again, Classified) and isinstance(bad, InvalidImage)
     assert good.image_size == "451x300" and good.preprocess_s > 0 and good.computed.batch_size >= 1
     assert good.probabilities.tolist() == again.probabilities.tolist()  # the same photo, the same row
@@ -60,25 +59,8 @@ def test_run_each_returns_every_image_with_its_timings_and_counts_each_outcome_o
 
 def test_a_preprocessed_row_has_no_image_size_and_no_preprocessing_time(clean_env: None) -> None:
     metrics = Metrics()
-
-    async def scenario() -> list[Classified | ServiceError]:
-        batcher = DynamicBatcher(_sums, max_batch_size=4)
-        batcher.start()
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pipeline = Pipeline(
-                batcher,
-                pool,
-                Settings(model_path=Path("unused.onnx")),
-                metrics.for_model("m"),
-                DecodeGate(1, 1),
-                InputSpec(),
-            )
-            rows = [np.full((1, 2, 2, 3), value, dtype=np.float32) for value in (1.0, 2.0)]
-            results = await pipeline.run_each(rows, await pipeline.admit(), pipeline.run_row)
-        await batcher.stop()
-        return results
-
-    results = asyncio.run(scenario())
+    rows = [np.full((1, 2, 2, 3), value, dtype=np.float32) for value in (1.0, 2.0)]
+    results = _run_each(metrics, rows, "run_row", threads=1)
     assert [r.probabilities.tolist() for r in results] == [[12.0], [24.0]]  # type: ignore[union-attr]
     assert all(r.image_size is None and r.preprocess_s == 0 for r in results)  # type: ignore[union-attr]
     assert _series(metrics, "resnet_images_total", outcome="ok") == 2
