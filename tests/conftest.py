@@ -25,6 +25,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from resnet_service import Settings, create_app
 from resnet_service.probe import NotReady, wait_until_ready
@@ -32,6 +33,8 @@ from tests.support.images import write_parity_images
 from tests.support.stand_in_model import write_stand_in_model
 
 ROOT = Path(__file__).resolve().parents[1]
+# The environment variables the service reads: its own, and OpenTelemetry's standard ones.
+SETTING_PREFIXES = ("RESNET_", "OTEL_")
 _FIGURES = pytest.StashKey[list[str]]()
 
 
@@ -131,9 +134,9 @@ def slow_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No RESNET_* setting of the developer's reaches the Settings a test builds."""
+    """No RESNET_* (or OpenTelemetry OTEL_*) setting of the developer's reaches the Settings a test builds."""
     for name in list(os.environ):
-        if name.startswith("RESNET_"):
+        if name.startswith(SETTING_PREFIXES):
             monkeypatch.delenv(name)
 
 
@@ -169,8 +172,8 @@ def serve_command(model: Path, port: int) -> list[str]:
 
 
 def server_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """This environment without any RESNET_* setting of the developer's, plus ``env``."""
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("RESNET_")}, **(env or {})}
+    """This environment without any RESNET_* or OTEL_* setting of the developer's, plus ``env``."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}, **(env or {})}
 
 
 def start_server(
@@ -233,8 +236,8 @@ class ThreadedServer:
 
 
 @contextmanager
-def threaded_server(settings: Settings) -> Iterator[ThreadedServer]:
-    app = create_app(settings)
+def threaded_server(settings: Settings, span_exporter: SpanExporter | None = None) -> Iterator[ThreadedServer]:
+    app = create_app(settings, span_exporter=span_exporter)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from PIL import Image
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "available_cpus"]
@@ -56,7 +56,9 @@ def _cpus_per_worker(data: dict[str, Any]) -> int:
 class Settings(BaseSettings):
     """Everything the service can be told; each field maps to ``RESNET_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="RESNET_", extra="ignore", protected_namespaces=())
+    model_config = SettingsConfigDict(
+        env_prefix="RESNET_", extra="ignore", protected_namespaces=(), populate_by_name=True
+    )
 
     model_path: Path = Field(
         Path("models/resnet50.onnx"), description="The exported ONNX model file, when RESNET_MODEL_DIR is not set."
@@ -246,6 +248,28 @@ class Settings(BaseSettings):
         le=60.0,
         description="With RESNET_URL_INPUTS: the most one image URL's fetch may take, redirects included.",
     )
+    otel_endpoint: str | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "RESNET_OTEL_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
+        ),
+        description="An OTLP receiver (an OpenTelemetry Collector, Jaeger, Tempo) to send traces to, such as "
+        "http://collector:4317; OpenTelemetry's own OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and "
+        "OTEL_EXPORTER_OTLP_ENDPOINT are read too. Unset: no traces.",
+    )
+    otel_protocol: Literal["grpc", "http/protobuf"] = Field(
+        "grpc",
+        validation_alias=AliasChoices(
+            "RESNET_OTEL_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"
+        ),
+        description="How traces reach RESNET_OTEL_ENDPOINT: grpc (port 4317) or http/protobuf (port 4318, "
+        "/v1/traces added to an endpoint without a path).",
+    )
+    otel_sdk_disabled: bool = Field(
+        False,
+        validation_alias="OTEL_SDK_DISABLED",
+        description="OpenTelemetry's own switch: true turns traces off even with an endpoint set.",
+    )
     api_keys: Annotated[frozenset[str], NoDecode] = Field(
         frozenset(),
         repr=False,
@@ -267,6 +291,14 @@ class Settings(BaseSettings):
             return sizes
         return value.strip() if isinstance(value, str) else value
 
+    @field_validator("otel_endpoint", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # Compose's ${VAR:-} and an empty ConfigMap entry give "", which must mean "no traces", not an endpoint.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
+
     @field_validator("api_keys", "url_allowed_hosts", mode="before")
     @classmethod
     def _split_comma_separated(cls, value: object) -> object:
@@ -274,6 +306,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return frozenset(key.strip() for key in value.split(",") if key.strip())
         return value
+
+    @property
+    def tracing(self) -> bool:
+        """Whether traces are exported: an OTLP endpoint is set and OpenTelemetry is not switched off."""
+        return self.otel_endpoint is not None and not self.otel_sdk_disabled
 
     def environment(self) -> dict[str, str]:
         """These settings as the environment variables that rebuild them, for worker processes."""

@@ -20,6 +20,7 @@ import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
+from bench.otlp_receiver import SpanStore, grpc_receiver
 from resnet_service.probe import NotReady, wait_until_ready
 from tests.conftest import ROOT, free_port
 from tests.support.errors import assert_error
@@ -87,8 +88,16 @@ def stop_stack(stack: Stack) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(model_path, tmp_path_factory.mktemp("stack-run"))
+def receiver() -> Iterator[SpanStore]:
+    with grpc_receiver() as store:
+        yield store
+
+
+@pytest.fixture(scope="module")
+def stack(model_path: Path, tmp_path_factory: pytest.TempPathFactory, receiver: SpanStore) -> Iterator[Stack]:
+    # Traced, as a deployment with a collector is: every test below runs with traces on.
+    traces = {"RESNET_OTEL_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    running = start_stack(model_path, tmp_path_factory.mktemp("stack-run"), env=traces)
     yield running
     stop_stack(running)
 
@@ -119,6 +128,33 @@ def test_tritonclient_binary_inference_and_metrics_work_through_nginx(stack: Sta
     metrics = http.get("/metrics")
     assert metrics.status_code == 200
     assert 'resnet_requests_total{method="POST",route="/v2/models/{name}/infer",status="200"}' in metrics.text
+
+
+def test_the_clients_traceparent_passes_through_nginx_over_http_and_grpc(
+    stack: Stack, http: httpx.Client, receiver: SpanStore
+) -> None:
+    http_trace, grpc_trace, client_span = (
+        "8a3c60f7d188f8fa79d48a391a778fa6",
+        "1f2e3d4c5b6a79881f2e3d4c5b6a7988",
+        "b7ad6b7169203331",
+    )
+    response = http.post(
+        "/predict", files={"image": ("cat.jpg", JPEG)}, headers={"traceparent": f"00-{http_trace}-{client_span}-01"}
+    )
+    assert response.status_code == 200
+    client = triton_grpc.InferenceServerClient(stack.grpc_address)
+    images = triton_grpc.InferInput("image", [1], "BYTES").set_data_from_numpy(np.array([JPEG], dtype=np.object_))
+    client.infer("resnet50", [images], headers={"traceparent": f"00-{grpc_trace}-{client_span}-01"})
+    client.close()
+
+    stages = {"admission", "preprocess", "queue", "inference"}
+    [request] = [s for s in receiver.trace(http_trace, {"POST /predict"} | stages) if s.name == "POST /predict"]
+    assert request.parent_span_id == client_span
+    # The id nginx gave the request (and returned) is the one on its span.
+    assert request.attributes["resnet.request_id"] == response.headers["x-request-id"]
+    method = "/inference.GRPCInferenceService/ModelInfer"
+    [call] = [s for s in receiver.trace(grpc_trace, {method} | stages) if s.name == method]
+    assert call.parent_span_id == client_span
 
 
 def test_tritonclient_grpc_inference_works_through_nginx(stack: Stack) -> None:

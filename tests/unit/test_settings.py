@@ -42,8 +42,9 @@ def test_the_configuration_page_documents_every_setting_and_only_those() -> None
     table = set(re.findall(r"^\| `(RESNET_[A-Z_]+)` \|", page, flags=re.MULTILINE))
     read = {_variable(name) for name in Settings.model_fields}
     assert table == {variable for variable in read if variable.startswith("RESNET_")}
-    # The one setting the service sets for itself is named below the table.
-    assert read - table == {"PROMETHEUS_MULTIPROC_DIR"} and "`PROMETHEUS_MULTIPROC_DIR`" in page
+    # The variable the service sets for itself, and OpenTelemetry's own switch, are named below the table.
+    assert read - table == {"PROMETHEUS_MULTIPROC_DIR", "OTEL_SDK_DISABLED"}
+    assert "`PROMETHEUS_MULTIPROC_DIR`" in page and "`OTEL_SDK_DISABLED=true`" in page
 
 
 def test_api_keys_are_comma_separated_blank_entries_ignored_and_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,10 +25,12 @@ from resnet_service.inference.decode_gate import DecodeGate
 from resnet_service.inference.engine import CPU, choose_providers
 from resnet_service.inference.model_repository import ModelRepository
 from resnet_service.settings import Settings
+from resnet_service.tracing import UNTRACED_PATHS, Tracing
 from resnet_service.v2 import routes as v2
 
 if TYPE_CHECKING:
     import grpc
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 __all__ = ["create_app"]
 
@@ -60,7 +62,8 @@ def _lifespan(runtime: Runtime):  # noqa: ANN202 - FastAPI's lifespan type is a 
         try:
             # A model that fails to load raises here, so the server exits instead of serving 503s forever.
             try:
-                models = ModelRepository(settings, metrics, preprocess_pool, _decode_gate(settings))
+                tracer = runtime.tracing.tracer if runtime.tracing is not None else None
+                models = ModelRepository(settings, metrics, preprocess_pool, _decode_gate(settings), tracer)
                 await models.start()
                 runtime.models = models
                 if settings.grpc_port is not None:
@@ -90,14 +93,19 @@ def _lifespan(runtime: Runtime):  # noqa: ANN202 - FastAPI's lifespan type is a 
                 await models.close()
             preprocess_pool.shutdown(wait=True)
             metrics.close()
+            if runtime.tracing is not None:
+                runtime.tracing.shutdown()
 
     return lifespan
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The ASGI app; ``settings`` defaults to the ``RESNET_*`` environment."""
+def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter | None = None) -> FastAPI:
+    """The ASGI app; ``settings`` defaults to the ``RESNET_*`` environment.
+
+    ``span_exporter`` receives the traces instead of RESNET_OTEL_ENDPOINT, and turns them on without it.
+    """
     settings = settings if settings is not None else Settings()
-    runtime = Runtime.build(settings)
+    runtime = Runtime.build(settings, span_exporter)
     app = FastAPI(
         title="resnet-service",
         version=__version__,
@@ -111,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     # The last added runs first: the request id exists before the observer logs it.
     app.add_middleware(ObserveMiddleware, metrics=runtime.metrics, routes=app.router.routes)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, traced=runtime.tracing is not None)
     # Only the inference routes need a key: health and metrics stay open for probes and scrapers.
     guarded = {"dependencies": [Depends(api_key_guard(settings.api_keys))], "responses": UNAUTHORIZED_RESPONSE}
     inference = guarded if settings.api_keys else {}
@@ -124,4 +132,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(demo.router)
     install_docs(app)
     list_models_in_openapi(app, lambda: runtime.models)
+    if runtime.tracing is not None:
+        _trace_requests(app, runtime.tracing)
     return app
+
+
+def _trace_requests(app: FastAPI, tracing: Tracing) -> None:
+    """One server span per request, outside every middleware, continuing the client's W3C traceparent."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=tracing.provider,
+        excluded_urls=UNTRACED_PATHS,
+        # A span for every ASGI message sent or received would outnumber the stages worth seeing.
+        exclude_spans=["receive", "send"],
+    )

@@ -15,6 +15,7 @@ from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import trace
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -98,8 +99,15 @@ def record(
         "inference_ms": _ms(stats.inference_s) if stats.batch_sizes else None,
         "batch_size": max(stats.batch_sizes, default=None),
         "client_ip": client_ip,
+        "trace_id": _trace_id(),
     }
     access_log.info("%s %s %d", exchange.method, exchange.path, exchange.status, extra={"fields": fields})
+
+
+def _trace_id() -> str | None:
+    """The request's trace, with traces on, so that a log line leads to its trace and back."""
+    context = trace.get_current_span().get_span_context()
+    return trace.format_trace_id(context.trace_id) if context.is_valid else None
 
 
 def _ms(seconds: float) -> float:

@@ -11,7 +11,10 @@ import uuid
 from collections.abc import MutableMapping
 from typing import Any
 
+from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from resnet_service.tracing import REQUEST_ID_ATTRIBUTE
 
 __all__ = ["RequestIdMiddleware", "accepted_request_id", "request_id_of", "REQUEST_ID_HEADER"]
 
@@ -31,8 +34,10 @@ def request_id_of(scope: MutableMapping[str, Any]) -> str | None:
 
 
 class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, traced: bool = False) -> None:
         self.app = app
+        # With traces on, the request span (opened outside this middleware) carries the id as an attribute.
+        self.traced = traced
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,6 +46,8 @@ class RequestIdMiddleware:
         given = next((value.decode("latin-1") for name, value in scope["headers"] if name == REQUEST_ID_HEADER), None)
         request_id = accepted_request_id(given)
         scope.setdefault("state", {})["request_id"] = request_id
+        if self.traced:
+            trace.get_current_span().set_attribute(REQUEST_ID_ATTRIBUTE, request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

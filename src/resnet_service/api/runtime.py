@@ -6,6 +6,7 @@ Routes reach it through ``deps.py`` only; the server's signal handler turns it t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -15,6 +16,10 @@ from resnet_service.errors import ModelNotReady
 from resnet_service.inference.model_repository import ModelRepository
 from resnet_service.metrics import Metrics
 from resnet_service.settings import Settings
+from resnet_service.tracing import Tracing, start_tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 __all__ = ["Runtime", "Status", "runtime_of"]
 
@@ -26,13 +31,15 @@ class Runtime:
     url_policy: UrlPolicy
     status: Status = Status.STARTING
     models: ModelRepository | None = None
+    tracing: Tracing | None = None
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
+    def build(cls, settings: Settings, span_exporter: SpanExporter | None = None) -> Runtime:
         policy = UrlPolicy.from_entries(
             settings.url_inputs, settings.url_allowed_hosts, settings.url_timeout_s, settings.max_upload_bytes
         )
-        return cls(settings, Metrics(settings.metrics_multiprocess_dir), policy)
+        metrics = Metrics(settings.metrics_multiprocess_dir)
+        return cls(settings, metrics, policy, tracing=start_tracing(settings, span_exporter))
 
     @property
     def ready(self) -> bool:

@@ -21,8 +21,14 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+
+    from resnet_service.inference.stage_spans import StageSpans
 
 __all__ = ["BatchSizeMismatch", "Computed", "DynamicBatcher", "QueueFull", "Slot"]
 
@@ -91,6 +97,8 @@ class _Request:
     slot: Slot
     future: asyncio.Future[Computed] = field(repr=False)
     queued_at: float
+    # The submitter's trace context, when traces are on and its request is sampled: the batch's spans go under it.
+    trace_context: Context | None = field(default=None, repr=False)
 
 
 def _fail(requests: list[_Request], error: BaseException) -> None:
@@ -110,12 +118,14 @@ class DynamicBatcher:
         max_queue: int = 1_000_000,
         observe_batch: ObserveBatch | None = None,
         observe_abandoned: ObserveAbandoned | None = None,
+        spans: StageSpans | None = None,
     ) -> None:
         if max_batch_size < 1 or max_queue < 1:
             raise ValueError("max_batch_size and max_queue must be at least 1")
         self._run_batch = run_batch
         self._observe_batch = observe_batch
         self._observe_abandoned = observe_abandoned
+        self._spans = spans
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue = max_queue
@@ -206,7 +216,8 @@ class DynamicBatcher:
         slot = slot if slot is not None else self.reserve()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Computed] = loop.create_future()
-        self._queue.put_nowait(_Request(inputs, slot, future, queued_at=time.perf_counter()))
+        trace_context = self._spans.current() if self._spans is not None else None
+        self._queue.put_nowait(_Request(inputs, slot, future, time.perf_counter(), trace_context))
         try:
             return await future
         except BaseException:
@@ -273,3 +284,6 @@ class DynamicBatcher:
                     request.slot.abandon()
                 else:
                     request.future.set_result(Computed(row, started - request.queued_at, ran_s, len(batch)))
+            if self._spans is not None:
+                traced = [(r.trace_context, r.queued_at) for r in batch if r.trace_context is not None]
+                self._spans.batch(traced, len(batch), started, ran_s)

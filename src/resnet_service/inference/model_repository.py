@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from resnet_service.errors import (
     ModelControlRefused,
@@ -33,6 +34,11 @@ from resnet_service.inference.model_contract import ContractDefaults
 from resnet_service.inference.pipeline import Pipeline
 from resnet_service.metrics import Metrics
 from resnet_service.settings import Settings
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+    from resnet_service.inference.stage_spans import StageSpans
 
 __all__ = ["LoadFailure", "ModelRepository", "ServedModel", "scan_models"]
 
@@ -130,11 +136,20 @@ class LoadFailure:
 class ModelRepository:
     """Name → the version being served; loads, swaps and unloads; watches RESNET_MODEL_DIR."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, preprocess_pool: ThreadPoolExecutor, gate: DecodeGate):
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        preprocess_pool: ThreadPoolExecutor,
+        gate: DecodeGate,
+        tracer: Tracer | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.preprocess_pool = preprocess_pool
         self.gate = gate
+        # Set only when traces are on: without it no stage makes a span, and OpenTelemetry is never imported.
+        self.tracer = tracer
         self.models: dict[str, ServedModel] = {}
         self.failures: dict[str, LoadFailure] = {}
         # RESNET_DEFAULT_MODEL chooses among a folder's models; a single file is served under RESNET_MODEL_NAME.
@@ -142,6 +157,13 @@ class ModelRepository:
         self._locks: dict[str, asyncio.Lock] = {}
         self._retiring: set[asyncio.Task[None]] = set()
         self._defaults = ContractDefaults(settings.preprocessing, settings.labels)
+
+    def _stage_spans(self, name: str) -> StageSpans | None:
+        if self.tracer is None:
+            return None
+        from resnet_service.inference.stage_spans import StageSpans
+
+        return StageSpans(self.tracer, name)
 
     def sources(self) -> tuple[dict[str, Path], dict[str, str]]:
         if self.settings.model_dir is None:
@@ -230,6 +252,7 @@ class ModelRepository:
         )
         engine.gate = self.gate
         model_metrics = self.metrics.for_model(name)
+        spans = self._stage_spans(name)
         batcher = DynamicBatcher(
             engine.run,
             settings.max_batch_size,
@@ -237,8 +260,11 @@ class ModelRepository:
             max_queue=settings.max_queue,
             observe_batch=model_metrics.observe_batch,
             observe_abandoned=model_metrics.observe_abandoned,
+            spans=spans,
         )
-        pipeline = Pipeline(batcher, self.preprocess_pool, settings, model_metrics, self.gate, engine.contract.input)
+        pipeline = Pipeline(
+            batcher, self.preprocess_pool, settings, model_metrics, self.gate, engine.contract.input, spans
+        )
         try:
             await engine.warm_up()
         except BaseException:

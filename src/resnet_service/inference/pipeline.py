@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from resnet_service.inference.preprocessing import Preprocessed, preprocess_imag
 from resnet_service.metrics import ModelMetrics
 from resnet_service.settings import Settings
 
+if TYPE_CHECKING:
+    from resnet_service.inference.stage_spans import StageSpans
+
 __all__ = ["Classified", "Pipeline", "RETRY_AFTER_S"]
 
 T = TypeVar("T")
@@ -38,12 +41,13 @@ RETRY_AFTER_S = 1
 
 def _timed_preprocess(
     data: bytes, max_pixels: int, fast: bool, spec: InputSpec, gate: DecodeGate
-) -> tuple[Preprocessed, float]:
+) -> tuple[Preprocessed, float, float]:
+    """The preprocessed image, when its preprocessing started (perf_counter) and how long it took."""
     # Timed in the pool's thread, inside the gate: the preprocessing figure is the work itself, not the wait for a
     # free thread or for the model to finish a run.
     with gate.decoding():
         started = time.perf_counter()
-        return preprocess_image(data, max_pixels, fast, spec), time.perf_counter() - started
+        return preprocess_image(data, max_pixels, fast, spec), started, time.perf_counter() - started
 
 
 def _overloaded(exc: QueueFull) -> Overloaded:
@@ -74,13 +78,21 @@ class Pipeline:
     metrics: ModelMetrics
     gate: DecodeGate
     spec: InputSpec
+    spans: StageSpans | None = None
 
     async def admit(self) -> Slot:
         """A place in the queue, waiting up to RESNET_QUEUE_WAIT_S for one, or ``Overloaded`` (503, Retry-After)."""
+        started = time.perf_counter()
+        admitted = False
         try:
-            return await self.batcher.reserve_within(self.settings.queue_wait_s)
+            slot = await self.batcher.reserve_within(self.settings.queue_wait_s)
+            admitted = True
+            return slot
         except QueueFull as exc:
             raise _overloaded(exc) from exc
+        finally:
+            if self.spans is not None:
+                self.spans.stage("admission", started, time.perf_counter(), attributes={"resnet.admitted": admitted})
 
     def admit_now(self) -> Slot:
         """A place in the queue, or ``Overloaded`` at once: for a request's second and later images."""
@@ -111,11 +123,14 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         settings = self.settings
         fast = settings.resize == "fast"
-        image, seconds = await loop.run_in_executor(
+        image, started, seconds = await loop.run_in_executor(
             self.preprocess_pool, _timed_preprocess, data, settings.max_image_pixels, fast, self.spec, self.gate
         )
+        size = f"{image.width}x{image.height}"
+        if self.spans is not None:
+            self.spans.stage("preprocess", started, started + seconds, attributes={"resnet.image.size": size})
         computed = await self.batcher.submit(image.tensor, slot)
-        return Classified(computed, preprocess_s=seconds, image_size=f"{image.width}x{image.height}")
+        return Classified(computed, preprocess_s=seconds, image_size=size)
 
     async def run_row(self, row: np.ndarray, slot: Slot) -> Classified:
         """A preprocessed (1, *row_shape) row → its (classes,) probabilities, in whichever batch it lands."""

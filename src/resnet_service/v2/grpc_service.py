@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import grpc
 import numpy as np
+from opentelemetry import trace
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
@@ -28,6 +29,7 @@ from resnet_service.api.request_id import accepted_request_id
 from resnet_service.api.runtime import Runtime
 from resnet_service.api.upload import MULTIPART_OVERHEAD_BYTES
 from resnet_service.errors import InvalidInferenceRequest, ModelNotFound, StartupError, failure_of
+from resnet_service.tracing import REQUEST_ID_ATTRIBUTE, Tracing
 from resnet_service.v2.inference import answer, check_version, classify_tensors, describe_model
 from resnet_service.v2.messages import InferenceRequest, RequestInput, RequestOutput, serialize_bytes
 
@@ -87,6 +89,8 @@ def _answers_errors(method: Method[Request, Response]) -> Method[Request, Respon
         started, stats, status = time.perf_counter(), RequestStats(), 500
         _call_stats.set(stats)
         request_id = accepted_request_id(_metadata(context, "x-request-id"))
+        if self.runtime.tracing is not None:
+            trace.get_current_span().set_attribute(REQUEST_ID_ATTRIBUTE, request_id)
         try:
             response = await method(self, request, context)
             status = 200
@@ -209,13 +213,25 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
 
 
+def _tracing_interceptors(tracing: Tracing | None) -> list[grpc.aio.ServerInterceptor]:
+    """With traces on, a server span per call, continuing the traceparent in the call's metadata."""
+    if tracing is None:
+        return []
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
+
+    # Health probes every few seconds would bury the calls worth reading, as on HTTP.
+    probes = filters.any_of(*(filters.method_name(name) for name in ("ServerLive", "ServerReady", "ModelReady")))
+    return [aio_server_interceptor(tracer_provider=tracing.provider, filter_=filters.negate(probes))]
+
+
 async def start_grpc_server(runtime: Runtime) -> grpc.aio.Server:
     """The gRPC server on RESNET_GRPC_HOST:RESNET_GRPC_PORT, started; stop it with ``server.stop(grace)``."""
     settings = runtime.settings
     # A request carries at most RESNET_MAX_IMAGES_PER_REQUEST files within RESNET_MAX_UPLOAD_BYTES, as on HTTP.
     limit = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
     server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+        interceptors=_tracing_interceptors(runtime.tracing),
+        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
     )
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(runtime), server)
     address = f"{settings.grpc_host}:{settings.grpc_port}"
