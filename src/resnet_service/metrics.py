@@ -84,7 +84,7 @@ class Metrics:
         )
         self.in_flight = Gauge(
             "resnet_requests_in_flight",
-            "HTTP requests being handled right now.",
+            "Requests being handled right now, over HTTP and gRPC.",
             registry=registry,
             multiprocess_mode="livesum",
         )

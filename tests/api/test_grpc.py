@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,6 +155,24 @@ def test_a_full_queue_is_unavailable(slow_model_path: Path, clean_env: None) -> 
         # Eight rows need eight queue places; past the first, each finds the queue full (503 on HTTP).
         assert raised.value.status() == "StatusCode.UNAVAILABLE" and "row 1: " in raised.value.message()
         client.close()
+
+
+def test_a_call_in_progress_counts_as_a_request_in_flight(slow_model_path: Path, clean_env: None) -> None:
+    port = free_port()
+    # One row per batch at about ResNet-50's cost: eight rows keep the call busy while /metrics is read.
+    with threaded_server(Settings(model_path=slow_model_path, grpc_port=port, max_batch_size=1)) as server:
+        client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+        call = threading.Thread(target=client.infer, args=("resnet50", [_eight_cats()]))
+        call.start()
+        seen = []
+        while call.is_alive():
+            text = httpx.get(f"{server.url}/metrics").text
+            seen.append(float(re.search(r"^resnet_requests_in_flight (\S+)$", text, flags=re.M).group(1)))
+        call.join()
+        client.close()
+        after = httpx.get(f"{server.url}/metrics").text
+    # The scrape itself is one request in flight; the gRPC call was the other.
+    assert max(seen) == 2 and re.search(r"^resnet_requests_in_flight 1\.0$", after, flags=re.M)
 
 
 def test_a_request_past_its_deadline_is_deadline_exceeded(slow_model_path: Path, clean_env: None) -> None:

