@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ from types import ModuleType
 import pytest
 import yaml
 
+from resnet_service import Settings
 from tests.conftest import ROOT
 
 GPU_ENV = ROOT / "deploy/k8s/gpu/gpu.env"
@@ -71,6 +73,21 @@ def test_compose_file_validates(profile: list[str]) -> None:
         [*_compose_command(), "-f", str(COMPOSE), *profile, "config", "-q"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_compose_passes_the_trace_endpoint_on_and_leaves_traces_off_without_one(clean_env: None) -> None:
+    def api_environment(extra: dict[str, str]) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RESNET_", "OTEL_"))} | extra
+        result = subprocess.run(
+            [*_compose_command(), "-f", str(COMPOSE), "config"], capture_output=True, text=True, env=env
+        )
+        assert result.returncode == 0, result.stderr
+        return yaml.safe_load(result.stdout)["services"]["api"]["environment"]
+
+    given = api_environment({"RESNET_OTEL_ENDPOINT": "http://collector:4317"})
+    assert Settings(otel_endpoint=given["RESNET_OTEL_ENDPOINT"]).otel_endpoint == "http://collector:4317"
+    unset = api_environment({})
+    assert unset["RESNET_OTEL_ENDPOINT"] == "" and not Settings(otel_endpoint=unset["RESNET_OTEL_ENDPOINT"]).tracing
 
 
 def test_compose_topology_matches_the_native_stack() -> None:
