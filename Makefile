@@ -32,7 +32,7 @@ stack: install $(MODEL)
 test: lint tools
 	DEPLOY_TOOLS_REQUIRED=1 $(BIN)/python -m pytest
 
-# Under a minute, without TensorFlow, nginx or chromium: the tests that serve the stand-in model, less the load,
+# About a minute, without TensorFlow, nginx or chromium: the tests that serve the stand-in model, less the load,
 # fuzzing and multi-worker ones.
 test-fast: $(VENV)/.installed-fast
 	$(BIN)/python -m pytest -m "not export and not stack and not browser and not slow"
