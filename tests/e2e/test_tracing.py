@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 import tritonclient.grpc as triton
 
 from bench.otlp_receiver import ReceivedSpan, grpc_receiver, http_receiver
@@ -126,24 +127,46 @@ def test_a_receiver_that_is_down_costs_the_requests_nothing(model_path: Path, tm
     assert "the OTLP receiver took no spans within 3 s of shutdown" in log.read_text()
 
 
-def test_the_operations_page_example_sends_its_trace(model_path: Path, tmp_path: Path) -> None:
-    """docs/operations.md's two lines, as written but for the receiver's and the server's ports."""
+def _example(page: str) -> tuple[dict[str, str], str]:
+    """The `... make run` line with RESNET_OTEL_ENDPOINT on ``page``, as its settings and the command."""
+    [line] = [line for line in (ROOT / page).read_text().splitlines() if line.startswith("RESNET_OTEL_ENDPOINT=")]
+    *assignments, make, run = line.split()
+    assert (make, run) == ("make", "run"), line
+    return dict(assignment.split("=", 1) for assignment in assignments), line
+
+
+def _operations_curl() -> str:
     lines = (ROOT / "docs/operations.md").read_text().splitlines()
-    start = lines.index("RESNET_OTEL_ENDPOINT=http://localhost:4317 make run")
+    start = lines.index(_example("docs/operations.md")[1])
     assert lines[start - 1] == "```" and lines[start + 2] == "```", "the example is one block of two lines"
-    serve, curl = lines[start : start + 2]
-    assignment, command = serve.split(" ", 1)
-    variable, endpoint = assignment.split("=", 1)
-    assert command == "make run" and endpoint == "http://localhost:4317"
+    return lines[start + 1]
+
+
+@pytest.mark.parametrize("page", ["docs/operations.md", "README.md"])
+def test_the_pages_example_sends_its_trace(model_path: Path, tmp_path: Path, page: str) -> None:
+    """The page's `make run` line, as written but for the receiver's and the server's ports, and the operations
+    page's traced curl against it."""
+    settings, _ = _example(page)
+    assert settings.pop("RESNET_OTEL_ENDPOINT") == "http://localhost:4317"
+    grpc_port = free_port()
+    if settings.pop("RESNET_GRPC_PORT", None) is not None:
+        settings["RESNET_GRPC_PORT"] = str(grpc_port)
+    assert settings == {} or set(settings) == {"RESNET_GRPC_PORT"}, settings
+    curl = _operations_curl()
     (tmp_path / "dog.jpg").write_bytes(CAT)
     with grpc_receiver() as receiver:
-        server = start_server(model_path, env={variable: receiver.endpoint, **QUICK_EXPORT})
+        env = {"RESNET_OTEL_ENDPOINT": receiver.endpoint, **settings, **QUICK_EXPORT}
+        server = start_server(model_path, env=env)
         try:
             line = curl.replace("http://localhost:8000", server.url)
             answer = subprocess.run(shlex.split(line), cwd=tmp_path, capture_output=True, text=True, check=True)
             assert json.loads(answer.stdout)["success"] is True
             [trace_id] = re.findall(r"traceparent: 00-([0-9a-f]{32})-", curl)
             spans = receiver.trace(trace_id, {"POST /predict"} | STAGES)
+            if "RESNET_GRPC_PORT" in settings:
+                client = triton.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+                assert client.is_server_ready()
+                client.close()
         finally:
             stop_server(server)
     assert {span.name for span in spans} == {"POST /predict", "batch"} | STAGES
