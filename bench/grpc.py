@@ -12,10 +12,7 @@ The table gives the medians; bench/results/grpc.json keeps every run.
 
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing
-import statistics
 import sys
 import tempfile
 import time
@@ -26,8 +23,8 @@ import numpy as np
 
 from bench.quick import free_port, multipart, photo_jpeg, start_server
 from bench.run import provenance, wrk
+from bench.side_by_side import arguments, interleave, medians_table, save
 
-ROOT = Path(__file__).resolve().parents[1]
 PROTOCOLS = ("/predict (wrk)", "v2 HTTP (tritonclient.http)", "v2 gRPC (tritonclient.grpc)")
 
 
@@ -75,19 +72,11 @@ def triton_load(protocol: str, address: str, image: bytes, clients: int, seconds
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "models/resnet50.onnx")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--clients", default="1,8")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/grpc.json")
-    args = parser.parse_args()
+    args = arguments(__doc__.splitlines()[0], "grpc.json")
     measured = provenance()
-    clients = [int(c) for c in args.clients.split(",")]
     image = photo_jpeg()
     grpc_port = free_port()
     process, url, _ = start_server(args.model, {"RESNET_GRPC_PORT": str(grpc_port)})
-    runs: dict[str, dict[int, list[dict[str, float]]]] = {p: {c: [] for c in clients} for p in PROTOCOLS}
     try:
         with tempfile.TemporaryDirectory() as scratch:
             body = Path(scratch) / "body.bin"
@@ -97,42 +86,22 @@ def main() -> int:
                 PROTOCOLS[1]: lambda c: triton_load(PROTOCOLS[1], url.removeprefix("http://"), image, c, args.seconds),
                 PROTOCOLS[2]: lambda c: triton_load(PROTOCOLS[2], f"127.0.0.1:{grpc_port}", image, c, args.seconds),
             }
-            for rep in range(args.reps):
-                for count in clients:
-                    order = PROTOCOLS if rep % 2 == 0 else tuple(reversed(PROTOCOLS))
-                    for protocol in order:
-                        figures = loads[protocol](count)
-                        runs[protocol][count].append(figures)
-                        print(
-                            f"  rep {rep + 1} c={count:<2} {protocol:<28} {figures['requests_per_s']:7.1f} req/s  "
-                            f"p50 {figures['p50_ms']:6.1f} ms",
-                            flush=True,
-                        )
+            runs = interleave(PROTOCOLS, args.clients, args.reps, lambda protocol, c: loads[protocol](c))
     finally:
         process.terminate()
         process.wait(timeout=30)
     result = {**measured, "seconds": args.seconds, "reps": args.reps, "runs": runs}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    save(args.out, result)
     print(table(result))
     return 0
 
 
 def table(result: dict) -> str:
     """The medians, as the Markdown table docs/performance.md shows."""
-    lines = [
-        "| protocol | clients | requests/s | p50 ms | p99 ms | client CPU per request |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for protocol, by_clients in result["runs"].items():
-        for count, figures in by_clients.items():
-            med = {key: statistics.median(f[key] for f in figures) for key in ("requests_per_s", "p50_ms", "p99_ms")}
-            cpu = [f.get("client_cpu_ms_per_request", f.get("load_cpu_ms_per_request")) for f in figures]
-            lines.append(
-                f"| {protocol} | {count} | {med['requests_per_s']:.1f} | {med['p50_ms']:.1f} | {med['p99_ms']:.1f} "
-                f"| {statistics.median(cpu):.2f} ms |"
-            )
-    return "\n".join(lines)
+    # wrk reports its own CPU per request; the Python clients theirs.
+    return medians_table(
+        result, "protocol", cpu=lambda f: f.get("client_cpu_ms_per_request", f.get("load_cpu_ms_per_request"))
+    )
 
 
 if __name__ == "__main__":

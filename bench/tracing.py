@@ -11,9 +11,6 @@ medians; bench/results/tracing.json keeps every run.
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -21,22 +18,14 @@ from pathlib import Path
 from bench.otlp_receiver import grpc_receiver
 from bench.quick import multipart, photo_jpeg, start_server
 from bench.run import provenance, wrk
+from bench.side_by_side import arguments, interleave, medians_table, save
 
-ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("traces off", "traces on, every request", "traces on, 1 in 10 sampled")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "models/resnet50.onnx")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--clients", default="1,8")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/tracing.json")
-    args = parser.parse_args()
+    args = arguments(__doc__.splitlines()[0], "tracing.json")
     measured = provenance()
-    clients = [int(c) for c in args.clients.split(",")]
-    runs: dict[str, dict[int, list[dict[str, float]]]] = {v: {c: [] for c in clients} for v in VARIANTS}
     with grpc_receiver() as receiver, tempfile.TemporaryDirectory() as scratch:
         body = Path(scratch) / "body.bin"
         body.write_bytes(multipart(photo_jpeg()))
@@ -45,16 +34,7 @@ def main() -> int:
         servers = [start_server(args.model, environment) for environment in ({}, traced, sampled)]
         urls = {variant: url for variant, (_, url, _) in zip(VARIANTS, servers, strict=True)}
         try:
-            for rep in range(args.reps):
-                for count in clients:
-                    for variant in VARIANTS if rep % 2 == 0 else tuple(reversed(VARIANTS)):
-                        figures = wrk(urls[variant], body, count, args.seconds)
-                        runs[variant][count].append(figures)
-                        print(
-                            f"  rep {rep + 1} c={count:<2} {variant:<27} {figures['requests_per_s']:7.1f} req/s  "
-                            f"p50 {figures['p50_ms']:6.1f} ms",
-                            flush=True,
-                        )
+            runs = interleave(VARIANTS, args.clients, args.reps, lambda v, c: wrk(urls[v], body, c, args.seconds))
         finally:
             for process, _, _ in servers:
                 process.terminate()
@@ -62,8 +42,7 @@ def main() -> int:
         received = {"spans": len(receiver.spans), "export_requests": receiver.requests}
     result = {**measured, "model": args.model.name, "seconds": args.seconds, "reps": args.reps}
     result |= {"received": received, "runs": runs}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    save(args.out, result)
     print(table(result))
     print(f"the receiver took {received['spans']} spans in {received['export_requests']} exports")
     return 0
@@ -71,14 +50,7 @@ def main() -> int:
 
 def table(result: dict) -> str:
     """The medians, as the Markdown table docs/performance.md shows."""
-    lines = ["| traces | clients | requests/s | p50 ms | p99 ms |", "| --- | --- | --- | --- | --- |"]
-    for variant, by_clients in result["runs"].items():
-        for count, figures in by_clients.items():
-            med = {key: statistics.median(f[key] for f in figures) for key in ("requests_per_s", "p50_ms", "p99_ms")}
-            lines.append(
-                f"| {variant} | {count} | {med['requests_per_s']:.1f} | {med['p50_ms']:.1f} | {med['p99_ms']:.1f} |"
-            )
-    return "\n".join(lines)
+    return medians_table(result, "traces")
 
 
 if __name__ == "__main__":
