@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import yaml
 
 from resnet_service import __version__
 from tests.conftest import ROOT
 from tests.deploy.conftest import render
-from tests.support.keda_schema import keda_problems
+from tests.support.keda_schema import assert_valid
 
 CHART = ROOT / "deploy/helm/resnet-service"
 HELM = Path(sys.executable).parent / "helm"
@@ -38,9 +37,9 @@ def helm(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(HELM), *arguments], capture_output=True, text=True)
 
 
-def template(*arguments: str) -> list[dict[str, Any]]:
-    """`helm template resnet-service deploy/helm/resnet-service ARGUMENTS`: the objects `helm install` would make."""
-    done = helm("template", "resnet-service", str(CHART), *arguments)
+def template(*arguments: str, release: str = "resnet-service") -> list[dict[str, Any]]:
+    """`helm template RELEASE deploy/helm/resnet-service ARGUMENTS`: the objects `helm install` would make."""
+    done = helm("template", release, str(CHART), *arguments)
     assert done.returncode == 0, done.stderr
     return [document for document in yaml.safe_load_all(done.stdout) if document]
 
@@ -77,11 +76,7 @@ def test_the_chart_lints_strictly_and_carries_the_services_version() -> None:
 @pytest.mark.parametrize("overlay", sorted(COUNTERPARTS))
 def test_each_configuration_renders_what_its_kustomize_overlay_renders(node_modules: Path, overlay: str) -> None:
     documents = template(*COUNTERPARTS[overlay])
-    keda = [document for document in documents if document["apiVersion"].startswith("keda.sh/")]
-    for document in documents:
-        if document not in keda:
-            kubernetes_validate.validate(document, "1.30.0", strict=True)
-    assert keda_problems(keda, node_modules) == []
+    assert_valid(documents, node_modules)
     assert _comparable(documents) == _comparable(render(node_modules, overlay))
 
 
@@ -96,9 +91,7 @@ def test_every_object_carries_the_release_and_its_namespace() -> None:
 
 def test_two_releases_in_one_namespace_select_only_their_own_pods() -> None:
     def selectors(release: str) -> list[dict[str, str]]:
-        done = helm("template", release, str(CHART))
-        assert done.returncode == 0, done.stderr
-        by_kind = {d["kind"]: d for d in yaml.safe_load_all(done.stdout) if d}
+        by_kind = {document["kind"]: document for document in template(release=release)}
         return [
             by_kind["Deployment"]["spec"]["selector"]["matchLabels"],
             by_kind["Service"]["spec"]["selector"],
@@ -149,14 +142,8 @@ def test_each_documented_helm_command_renders_valid_objects(node_modules: Path, 
     words = line.split()
     release, chart, arguments = words[2], words[3], [word for word in words[4:] if word != "--create-namespace"]
     assert (ROOT / chart) == CHART
-    done = helm("template", release, str(CHART), *(a.replace("deploy/", f"{ROOT}/deploy/") for a in arguments))
-    assert done.returncode == 0, done.stderr
-    documents = [document for document in yaml.safe_load_all(done.stdout) if document]
-    keda = [document for document in documents if document["kind"] == "ScaledObject"]
-    for document in documents:
-        if document not in keda:
-            kubernetes_validate.validate(document, "1.30.0", strict=True)
-    assert keda_problems(keda, node_modules) == []
+    documents = template(*(a.replace("deploy/", f"{ROOT}/deploy/") for a in arguments), release=release)
+    assert_valid(documents, node_modules)
     assert {document["metadata"]["name"] for document in documents} == {release}
 
 

@@ -19,7 +19,10 @@ from typing import Any
 
 import kubernetes_validate
 
-__all__ = ["keda_problems"]
+__all__ = ["KUBERNETES_VERSION", "assert_valid", "keda_problems"]
+
+# The Kubernetes release whose schemas (kubernetes-validate's) every object is held to.
+KUBERNETES_VERSION = "1.30.0"
 
 _VALIDATOR = Path(__file__).with_name("keda_schema.mjs")
 _LONG_PREFIX = "IComGithubKedacoreKedaV2ApisKedaV1alpha1"
@@ -70,7 +73,7 @@ def _behavior_problems(document: dict[str, Any]) -> list[str]:
         },
     }
     try:
-        kubernetes_validate.validate(hpa, "1.30.0", strict=True)
+        kubernetes_validate.validate(hpa, KUBERNETES_VERSION, strict=True)
     except kubernetes_validate.ValidationError as exc:
         return [f"spec/advanced/horizontalPodAutoscalerConfig/behavior: {exc.message}"]
     return []
@@ -91,3 +94,12 @@ def keda_problems(documents: list[dict[str, Any]], node_modules: Path) -> list[s
             problems += _unknown_fields(document, f"I{document['kind']}", interfaces, f"document {index}")
         problems += _behavior_problems(document)
     return problems
+
+
+def assert_valid(documents: list[dict[str, Any]], node_modules: Path) -> None:
+    """Every object strictly valid: KEDA's against KEDA's schema, the rest against Kubernetes'."""
+    keda = [document for document in documents if document["apiVersion"].startswith("keda.sh/")]
+    for document in documents:
+        if document not in keda:
+            kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    assert keda_problems(keda, node_modules) == []
