@@ -19,7 +19,7 @@ from resnet_service.inference.labels import Labels
 from resnet_service.inference.preprocessing import preprocess
 from tests.conftest import ThreadedServer, free_port, threaded_server
 from tests.support.faulty_model import write_faulty_model
-from tests.support.images import encode, photo
+from tests.support.images import encode, image_tensor, photo
 
 CAT = encode(photo("chelsea"), "JPEG", quality=90)
 COFFEE = encode(photo("coffee"), "PNG")
@@ -44,11 +44,6 @@ def client(server: ThreadedServer, grpc_port: int) -> Iterator[triton.InferenceS
     connection.close()
 
 
-def _images(images: list[bytes]) -> triton.InferInput:
-    tensor = triton.InferInput("image", [len(images)], "BYTES")
-    return tensor.set_data_from_numpy(np.array(images, dtype=np.object_))
-
-
 def _http_answer(server: ThreadedServer, image: bytes) -> list[dict[str, object]]:
     response = httpx.post(f"{server.url}/predict", files={"image": ("i", image)}, params={"top_k": 1000})
     return response.json()["predictions"]
@@ -68,7 +63,7 @@ def test_probes_and_metadata(client: triton.InferenceServerClient) -> None:
 def test_images_as_bytes_get_the_same_probabilities_as_predict(
     client: triton.InferenceServerClient, server: ThreadedServer
 ) -> None:
-    result = client.infer("resnet50", [_images([CAT, COFFEE])], request_id="r-1")
+    result = client.infer("resnet50", [image_tensor(triton, [CAT, COFFEE])], request_id="r-1")
     probabilities = result.as_numpy("probabilities")
     assert probabilities.shape == (2, 1000) and result.get_response().id == "r-1"
     labels = Labels.load().names
@@ -80,7 +75,7 @@ def test_images_as_bytes_get_the_same_probabilities_as_predict(
 
 def test_the_classification_extension_answers_the_top_k_as_strings(client: triton.InferenceServerClient) -> None:
     top3 = triton.InferRequestedOutput("probabilities", class_count=3)
-    result = client.infer("resnet50", [_images([CAT])], outputs=[top3])
+    result = client.infer("resnet50", [image_tensor(triton, [CAT])], outputs=[top3])
     (row,) = result.as_numpy("probabilities")
     assert len(row) == 3 and all(len(entry.decode().split(":")) == 3 for entry in row)
 
@@ -89,15 +84,15 @@ def test_a_preprocessed_fp32_tensor_gives_what_the_image_gives(client: triton.In
     tensor = preprocess(CAT, 10**9)
     rows = triton.InferInput("input", list(tensor.shape), "FP32").set_data_from_numpy(tensor)
     from_tensor = client.infer("resnet50", [rows]).as_numpy("probabilities")
-    from_image = client.infer("resnet50", [_images([CAT])]).as_numpy("probabilities")
+    from_image = client.infer("resnet50", [image_tensor(triton, [CAT])]).as_numpy("probabilities")
     assert np.allclose(from_tensor, from_image, atol=1e-6)
 
 
 @pytest.mark.parametrize(
     ("model", "inputs", "status", "words"),
     [
-        ("resnet18", [_images([CAT])], "StatusCode.NOT_FOUND", "resnet18"),
-        ("resnet50", [_images([CAT, b"not an image"])], "StatusCode.INVALID_ARGUMENT", "row 1: "),
+        ("resnet18", [image_tensor(triton, [CAT])], "StatusCode.NOT_FOUND", "resnet18"),
+        ("resnet50", [image_tensor(triton, [CAT, b"not an image"])], "StatusCode.INVALID_ARGUMENT", "row 1: "),
         ("resnet50", [triton.InferInput("pixels", [1], "BYTES")], "StatusCode.INVALID_ARGUMENT", "unknown input"),
     ],
     ids=["unknown model", "bad image", "unknown input"],
@@ -115,9 +110,9 @@ def test_errors_carry_grpc_status_codes_and_the_services_message(
 def test_calls_are_counted_in_the_request_metrics_with_the_status_they_stand_for(
     client: triton.InferenceServerClient, server: ThreadedServer
 ) -> None:
-    client.infer("resnet50", [_images([CAT])])
+    client.infer("resnet50", [image_tensor(triton, [CAT])])
     with pytest.raises(InferenceServerException):
-        client.infer("resnet18", [_images([CAT])])
+        client.infer("resnet18", [image_tensor(triton, [CAT])])
     metrics = httpx.get(f"{server.url}/metrics").text
     series = 'resnet_requests_total{method="GRPC",route="/inference.GRPCInferenceService/ModelInfer",status="%s"}'
     for status in ("200", "404"):
@@ -131,18 +126,18 @@ def test_with_api_keys_infer_needs_the_key_and_the_probes_stay_open(model_path: 
         client = triton.InferenceServerClient(f"127.0.0.1:{port}")
         assert client.is_server_ready() and client.get_model_metadata("resnet50", as_json=True)["name"] == "resnet50"
         with pytest.raises(InferenceServerException) as raised:
-            client.infer("resnet50", [_images([CAT])])
+            client.infer("resnet50", [image_tensor(triton, [CAT])])
         assert raised.value.status() == "StatusCode.UNAUTHENTICATED"
         with pytest.raises(InferenceServerException) as wrong:
-            client.infer("resnet50", [_images([CAT])], headers={"authorization": "Bearer wrong"})
+            client.infer("resnet50", [image_tensor(triton, [CAT])], headers={"authorization": "Bearer wrong"})
         assert wrong.value.status() == "StatusCode.UNAUTHENTICATED"
-        answered = client.infer("resnet50", [_images([CAT])], headers={"authorization": f"Bearer {KEY}"})
+        answered = client.infer("resnet50", [image_tensor(triton, [CAT])], headers={"authorization": f"Bearer {KEY}"})
         assert answered.as_numpy("probabilities").shape == (1, 1000)
         client.close()
 
 
 def _eight_cats() -> triton.InferInput:
-    return triton.InferInput("image", [8], "BYTES").set_data_from_numpy(np.array([CAT] * 8, dtype=np.object_))
+    return image_tensor(triton, [CAT] * 8)
 
 
 def test_a_full_queue_is_unavailable(slow_model_path: Path, clean_env: None) -> None:
@@ -196,7 +191,7 @@ def test_a_failing_model_run_is_internal_and_logged_with_its_traceback(
     with threaded_server(Settings(model_path=write_faulty_model(tmp_path / "faulty.onnx"), grpc_port=port)):
         client = triton.InferenceServerClient(f"127.0.0.1:{port}")
         with pytest.raises(InferenceServerException) as raised:
-            client.infer("resnet50", [_images([CAT])])
+            client.infer("resnet50", [image_tensor(triton, [CAT])])
         client.close()
     assert raised.value.status() == "StatusCode.INTERNAL" and "Traceback" not in raised.value.message()
     failed = [record for record in caplog.records if "gRPC ModelInfer failed" in record.getMessage()]

@@ -9,7 +9,6 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tritonclient.grpc as triton
 from fastapi.testclient import TestClient
@@ -21,7 +20,7 @@ from resnet_service import Settings, create_app
 from resnet_service.api.runtime import runtime_of
 from resnet_service.tracing import start_tracing
 from tests.conftest import free_port, threaded_server
-from tests.support.images import encode, photo
+from tests.support.images import encode, image_tensor, photo
 
 CAT = encode(photo("chelsea"), "JPEG", quality=90)
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -181,9 +180,12 @@ def test_grpc_calls_continue_the_trace_in_their_metadata(
     port = free_port()
     with threaded_server(Settings(model_path=model_path, grpc_port=port), span_exporter=exporter) as server:
         client = triton.InferenceServerClient(f"127.0.0.1:{port}")
-        tensor = triton.InferInput("image", [1], "BYTES").set_data_from_numpy(np.array([CAT], dtype=np.object_))
         assert client.is_server_ready()
-        client.infer("resnet50", [tensor], headers={"traceparent": TRACEPARENT, "x-request-id": "grpc-trace-1"})
+        client.infer(
+            "resnet50",
+            [image_tensor(triton, [CAT])],
+            headers={"traceparent": TRACEPARENT, "x-request-id": "grpc-trace-1"},
+        )
         client.close()
         tracing = runtime_of(server.app).tracing
         assert tracing is not None and tracing.provider.force_flush(10_000)

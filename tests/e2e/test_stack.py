@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
@@ -24,7 +23,7 @@ from bench.otlp_receiver import SpanStore, grpc_receiver
 from resnet_service.probe import NotReady, wait_until_ready
 from tests.conftest import ROOT, free_port
 from tests.support.errors import assert_error
-from tests.support.images import encode, photo
+from tests.support.images import encode, image_tensor, photo
 from tests.support.load import between_unloaded, run_load
 from tests.support.raw_http import headers_only_upload
 
@@ -118,9 +117,8 @@ def test_upload_through_nginx_answers_the_seed_json(http: httpx.Client) -> None:
 def test_tritonclient_binary_inference_and_metrics_work_through_nginx(stack: Stack, http: httpx.Client) -> None:
     client = triton.InferenceServerClient(stack.url.removeprefix("http://"))
     try:
-        images = triton.InferInput("image", [2], "BYTES")
         jpeg = encode(photo("chelsea"), "JPEG")
-        images.set_data_from_numpy(np.array([jpeg, jpeg], dtype=np.object_))
+        images = image_tensor(triton, [jpeg, jpeg])
         probabilities = client.infer("resnet50", [images]).as_numpy("probabilities")
     finally:
         client.close()
@@ -143,8 +141,9 @@ def test_the_clients_traceparent_passes_through_nginx_over_http_and_grpc(
     )
     assert response.status_code == 200
     client = triton_grpc.InferenceServerClient(stack.grpc_address)
-    images = triton_grpc.InferInput("image", [1], "BYTES").set_data_from_numpy(np.array([JPEG], dtype=np.object_))
-    client.infer("resnet50", [images], headers={"traceparent": f"00-{grpc_trace}-{client_span}-01"})
+    client.infer(
+        "resnet50", [image_tensor(triton_grpc, [JPEG])], headers={"traceparent": f"00-{grpc_trace}-{client_span}-01"}
+    )
     client.close()
 
     stages = {"admission", "preprocess", "queue", "inference"}
@@ -160,7 +159,7 @@ def test_the_clients_traceparent_passes_through_nginx_over_http_and_grpc(
 def test_tritonclient_grpc_inference_works_through_nginx(stack: Stack) -> None:
     client = triton_grpc.InferenceServerClient(stack.grpc_address)
     assert client.is_server_ready() and client.is_model_ready("resnet50")
-    images = triton_grpc.InferInput("image", [1], "BYTES").set_data_from_numpy(np.array([JPEG], dtype=np.object_))
+    images = image_tensor(triton_grpc, [JPEG])
     top3 = triton_grpc.InferRequestedOutput("probabilities", class_count=3)
     (row,) = client.infer("resnet50", [images], outputs=[top3]).as_numpy("probabilities")
     assert len(row) == 3

@@ -11,13 +11,12 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 import tritonclient.grpc as triton
 
 from bench.otlp_receiver import ReceivedSpan, grpc_receiver, http_receiver
 from tests.conftest import ROOT, free_port, start_server, stop_server
-from tests.support.images import encode, photo
+from tests.support.images import encode, image_tensor, photo
 
 CAT = encode(photo("chelsea"), "JPEG", quality=90)
 STAGES = {"admission", "preprocess", "queue", "inference"}
@@ -53,8 +52,7 @@ def test_http_and_grpc_requests_reach_an_otlp_grpc_receiver_with_their_stages(mo
             )
             assert answer.status_code == 200
             client = triton.InferenceServerClient(f"127.0.0.1:{grpc_port}")
-            tensor = triton.InferInput("image", [1], "BYTES").set_data_from_numpy(np.array([CAT], dtype=np.object_))
-            client.infer("resnet50", [tensor], headers={"traceparent": _traceparent(grpc_trace)})
+            client.infer("resnet50", [image_tensor(triton, [CAT])], headers={"traceparent": _traceparent(grpc_trace)})
             client.close()
 
             request_spans = {"POST /predict"} | STAGES

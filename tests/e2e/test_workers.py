@@ -12,13 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 
 from resnet_service.exit_status import STARTUP_FAILURE
 from tests.conftest import free_port, serve_command, server_env, start_server, stop_server
-from tests.support.images import encode, photo
+from tests.support.images import encode, image_tensor, photo
 from tests.support.load import upload_status
 
 JPEG = encode(photo("chelsea"), "JPEG", quality=90)
@@ -111,8 +110,7 @@ def test_every_worker_serves_grpc_on_the_one_port_and_the_metrics_add_up(model_p
     log = tmp_path / "server.log"
     server = start_server(model_path, env={**WORKERS, "RESNET_GRPC_PORT": str(port)}, log=log)
     try:
-        images = triton_grpc.InferInput("image", [1], "BYTES")
-        images.set_data_from_numpy(np.array([JPEG], dtype=np.object_))
+        images = image_tensor(triton_grpc, [JPEG])
         for _ in range(12):
             # A new channel per call, so the kernel can hand each to either worker.
             client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port}")

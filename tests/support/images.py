@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -71,3 +73,9 @@ def write_calibration_images(directory: Path) -> list[Path]:
             path.write_bytes(encode(picture, "JPEG", quality=90))
             paths.append(path)
     return paths
+
+
+def image_tensor(triton: ModuleType, images: list[bytes]) -> Any:
+    """The v2 protocol's ``image`` input holding ``images`` as BYTES, for ``triton``: tritonclient.http or .grpc."""
+    tensor = triton.InferInput("image", [len(images)], "BYTES")
+    return tensor.set_data_from_numpy(np.array(images, dtype=np.object_))
