@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Stages:
 #   export   TensorFlow + tf2onnx turn Keras ResNet50 into models/resnet50.onnx (MODEL_WEIGHTS=imagenet|random)
 #   serving  what the two serving images share: user, sources, port, health check, command

@@ -1,4 +1,4 @@
-"""Dockerfile, docker-compose.yml and the workflow, checked offline; no container engine runs here."""
+"""Dockerfile, docker-compose.yml and the workflow, checked offline; `make compose-check` builds and runs them."""
 
 from __future__ import annotations
 
@@ -75,19 +75,36 @@ def test_compose_file_validates(profile: list[str]) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def _rendered_services(extra: dict[str, str]) -> dict:
+    """`config` of docker-compose.yml with ``extra`` as the only RESNET_/OTEL_ and image variables set."""
+    mine = ("RESNET_", "OTEL_", "PYTHON_IMAGE", "NGINX_IMAGE", "MODEL_WEIGHTS")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(mine)} | extra
+    command = [*_compose_command(), "-f", str(COMPOSE), "config"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)["services"]
+
+
 def test_compose_passes_the_trace_endpoint_on_and_leaves_traces_off_without_one(clean_env: None) -> None:
     def api_environment(extra: dict[str, str]) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("RESNET_", "OTEL_"))} | extra
-        result = subprocess.run(
-            [*_compose_command(), "-f", str(COMPOSE), "config"], capture_output=True, text=True, env=env
-        )
-        assert result.returncode == 0, result.stderr
-        return yaml.safe_load(result.stdout)["services"]["api"]["environment"]
+        return _rendered_services(extra)["api"]["environment"]
 
     given = api_environment({"RESNET_OTEL_ENDPOINT": "http://collector:4317"})
     assert Settings(otel_endpoint=given["RESNET_OTEL_ENDPOINT"]).otel_endpoint == "http://collector:4317"
     unset = api_environment({})
     assert unset["RESNET_OTEL_ENDPOINT"] == "" and not Settings(otel_endpoint=unset["RESNET_OTEL_ENDPOINT"]).tracing
+
+
+def test_compose_builds_on_the_registrys_base_images_or_on_locally_made_ones() -> None:
+    registry = _rendered_services({})
+    assert registry["api"]["build"]["args"]["PYTHON_IMAGE"] == "python:3.11-slim-bookworm"
+    assert registry["nginx"]["image"] == "nginx:1.27-alpine"
+    local = {"PYTHON_IMAGE": "resnet-service-base/python:local", "NGINX_IMAGE": "resnet-service-base/nginx:local"}
+    made = _rendered_services(local)
+    assert made["api"]["build"]["args"]["PYTHON_IMAGE"] == local["PYTHON_IMAGE"]
+    assert made["nginx"]["image"] == local["NGINX_IMAGE"]
+    # A `# syntax=` line would make BuildKit pull its frontend from a registry.
+    assert not (ROOT / "Dockerfile").read_text().startswith("# syntax")
 
 
 def test_compose_topology_matches_the_native_stack() -> None:
