@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from tests.support.raw_http import RawResponse
+
 
 def assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
@@ -15,3 +17,17 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
         "error": {"code": code, "message": body["error"]["message"], "request_id": request_id},
     }
     assert body["error"]["message"] and "Traceback" not in response.text
+
+
+def assert_nginx_error(response: RawResponse, status: int, code: str) -> None:
+    """nginx's own JSON error, answered without the API, read off a raw socket."""
+    assert response.status == status, response
+    assert response.headers["content-type"] == "application/json" and response.headers["server"] == "nginx"
+    assert response.body == {
+        "success": False,
+        "error": {
+            "code": code,
+            "message": response.body["error"]["message"],
+            "request_id": response.headers["x-request-id"],
+        },
+    }
