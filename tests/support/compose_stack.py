@@ -24,16 +24,7 @@ API_PORT, API_GRPC_PORT, NGINX_PORT, NGINX_GRPC_PORT = 8000, 8001, 8080, 8081
 def render(engine: DockerEngine, files: list[Path], env: dict[str, str], out: Path) -> Path:
     """``docker compose config`` of ``files``, less the keys host networking has no use for, written to ``out``."""
     arguments = [arg for file in files for arg in ("-f", str(file))]
-    result = subprocess.run(
-        ["docker", "compose", *arguments, "config"],
-        env={**engine.env, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, f"docker compose config failed:\n{result.stderr}"
-    config = yaml.safe_load(result.stdout)
+    config = yaml.safe_load(engine.run("compose", *arguments, "config", timeout=60, env=env).stdout)
     for service in config["services"].values():
         for key in HOST_NETWORK_DROPPED_KEYS:
             service.pop(key, None)
@@ -63,12 +54,10 @@ class ComposeStack:
 
     def compose(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
         """``docker compose -f FILE -p PROJECT ARGS``; its output also goes to the run's log."""
-        command = ["docker", "compose", "-f", str(self.file), "-p", self.project, *args]
-        result = subprocess.run(
-            command, env={**self.engine.env, **self.env}, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        command = ["compose", "-f", str(self.file), "-p", self.project, *args]
+        result = self.engine.run(*command, timeout=timeout, check=False, env=self.env)
         with self.log.open("a") as sink:
-            sink.write(f"$ {' '.join(command)}  # exit {result.returncode}\n{result.stdout}{result.stderr}\n")
+            sink.write(f"$ docker {' '.join(command)}  # exit {result.returncode}\n{result.stdout}{result.stderr}\n")
         if check and result.returncode != 0:
             failed = f"docker compose {' '.join(args)} exited {result.returncode}"
             raise AssertionError(f"{failed}:\n{result.stderr[-6000:]}")

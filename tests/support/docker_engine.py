@@ -36,9 +36,12 @@ class DockerEngine:
         if self.config_dir:
             self.env["DOCKER_CONFIG"] = self.config_dir
 
-    def run(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """``docker ARGS``, its output captured; a failure shows the command and what it printed."""
-        result = subprocess.run(["docker", *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+    def run(
+        self, *args: str, timeout: float = 120, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``docker ARGS`` with ``env`` added to the engine's, its output captured; a failure shows what it printed."""
+        environment = {**self.env, **(env or {})}
+        result = subprocess.run(["docker", *args], env=environment, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}")
         return result
