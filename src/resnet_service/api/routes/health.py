@@ -48,7 +48,8 @@ def _model_info(served: ServedModel, failure: LoadFailure | None) -> ModelInfo:
         output_name=engine.output_name,
         provider=engine.provider,
         batch_sizes=list(engine.batch_sizes),
-        warm_up_s=round(engine.warm_up_s, 3),
+        # Microseconds: a small model warms up in well under a millisecond, which 3 decimals would report as 0.
+        warm_up_s=round(engine.warm_up_s, 6),
         cuda_graphs=engine.runner.cuda_graphs if engine.runner is not None else None,
         metadata=engine.metadata,
     )
