@@ -78,18 +78,18 @@ $(COMPOSE_PLUGIN):
 
 # The stack through nginx vs raw ONNX Runtime in one run: bench/results/bench.json and bench.png. Needs wrk.
 bench: install-dev $(MODEL)
-	$(BIN)/python -m pip install --quiet -e '.[export,dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[export,dev,bench,openvino]'
 	$(BIN)/python -m bench.run --model $(MODEL) $(BENCH_ARGS)
 
 # The request path against a plain FastAPI app, on a null model, fp32 and (INT8_MODEL=...) INT8: tables and a profile.
 bench-path: install-dev $(MODEL)
-	$(BIN)/python -m pip install --quiet -e '.[export,dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[export,dev,bench,openvino]'
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m bench.path --model $(MODEL) \
 		$(if $(INT8_MODEL),--int8-model $(INT8_MODEL)) $(BENCH_ARGS)
 
 # 64 clients that ignore Retry-After, straight to uvicorn and through nginx, from one address and from eight.
 bench-flood: install-dev $(MODEL)
-	$(BIN)/python -m pip install --quiet -e '.[export,dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[export,dev,bench,openvino]'
 	$(BIN)/python -m bench.flood --model $(MODEL) $(BENCH_ARGS)
 
 install: $(VENV)/.installed-run
@@ -101,16 +101,16 @@ $(VENV)/bin/python:
 
 # Serving needs only the runtime dependencies; the export extra (TensorFlow) is here for the first export.
 $(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -e '.[export]'
+	$(BIN)/python -m pip install --quiet -e '.[export,openvino]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -e '.[export,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[export,dev,openvino]'
 	touch $@ $(VENV)/.installed-run $(VENV)/.installed-fast
 
 # The test dependencies without TensorFlow.
 $(VENV)/.installed-fast: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,openvino]'
 	touch $@
 
 # Real ImageNet weights when Keras can download them; otherwise seeded random weights, loudly.

@@ -78,13 +78,17 @@ def start_server(model: Path, settings: dict[str, str] | None = None) -> tuple[s
     return process, url, time.monotonic() - started
 
 
-def start_stack(model: Path, run_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    """scripts/stack.py (nginx → uvicorn) on free ports, once ready: the process, uvicorn's URL and nginx's."""
+def start_stack(
+    model: Path, run_dir: Path, settings: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    """scripts/stack.py (nginx → uvicorn) on free ports, with ``settings`` (RESNET_*) added to this environment,
+    once ready: the process, uvicorn's URL and nginx's."""
     api_port, nginx_port = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts/stack.py"), "--run-dir", str(run_dir), "--model", str(model)]
         + ["--api-port", str(api_port), "--nginx-port", str(nginx_port)],
         stdout=subprocess.DEVNULL,
+        env={**os.environ, **(settings or {})},
     )
     proxied = f"http://127.0.0.1:{nginx_port}"
     try:

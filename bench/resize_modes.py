@@ -5,7 +5,7 @@
 For real photos at their own size and scaled up to 12 MP: the preprocessing time in exact and fast mode, the
 largest and mean difference between the two tensors, and whether the model's top-1 and top-5 agree. Then the
 time to decode a 12 MP JPEG to a ≥224² image with Pillow (full and draft), simplejpeg and PyTurboJPEG, when
-they are installed.
+they are installed, and where a typical 451×300 photo's preprocessing goes (decode, resize by filter).
 """
 
 from __future__ import annotations
@@ -70,6 +70,23 @@ def decoders(large: bytes) -> dict[str, float]:
     return results
 
 
+def typical_stages(typical: bytes) -> dict[str, float]:
+    """Where a typical photo's preprocessing goes: decode, the resize to 224² by filter, and all of it."""
+    decoded = Image.open(io.BytesIO(typical)).convert("RGB")
+    results = {"pillow decode": timed(lambda: Image.open(io.BytesIO(typical)).convert("RGB"), 101)}
+    try:
+        import simplejpeg
+
+        results["simplejpeg decode"] = timed(lambda: simplejpeg.decode_jpeg(typical), 101)
+    except ImportError:
+        results["simplejpeg decode"] = float("nan")
+    for name in ("BICUBIC", "BILINEAR", "NEAREST"):
+        flt = Image.Resampling[name]
+        results[f"resize {name.lower()}"] = timed(lambda flt=flt: decoded.resize((224, 224), flt), 101)
+    results["preprocess (exact: decode, bicubic, caffe)"] = timed(lambda: preprocess(typical, 10**9), 101)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=Path("models/resnet50.onnx"))
@@ -98,7 +115,8 @@ def main() -> int:
                 }
             )
     large = jpeg(Image.fromarray(data.chelsea()).resize((4000, 3000), Image.Resampling.LANCZOS))
-    result = {"rows": rows, "decoders_12mp_ms": decoders(large)}
+    typical = jpeg(Image.fromarray(data.chelsea()))
+    result = {"rows": rows, "decoders_12mp_ms": decoders(large), "typical_451x300_ms": typical_stages(typical)}
     print(json.dumps(result, indent=2))
     print("\n| photo | exact ms | fast ms | max abs Δ | mean abs Δ | top-1 same | top-5 overlap |")
     print("|---|---|---|---|---|---|---|")
@@ -110,6 +128,9 @@ def main() -> int:
     print("\n| 12 MP JPEG decoder | ms |\n|---|---|")
     for decoder, ms in result["decoders_12mp_ms"].items():
         print(f"| {decoder} | {ms:.1f} |")
+    print("\n| 451×300 JPEG, one step | ms |\n|---|---|")
+    for step, ms in result["typical_451x300_ms"].items():
+        print(f"| {step} | {ms:.2f} |")
     return 0
 
 

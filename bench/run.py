@@ -7,9 +7,11 @@
    connections) at each concurrency, with a typical photo (451×300 JPEG) and a 12 MP one.
 3. Raw ONNX Runtime on the same model after the stack has stopped: batch 1 and 8, threads spinning or not.
 4. Optionally the same for an INT8 model.
+5. The CPU runtimes side by side (bench.runtimes): raw ONNX Runtime, raw OpenVINO fp32 and bf16, and the service
+   on each, direct and through nginx, at 8 clients, in interleaved rounds.
 
 It writes bench/results/bench.json (every figure, the CPU and its flags, the commit and the settings) and
-bench/results/bench.png.
+bench/results/bench.png, and bench.runtimes' runtimes.json and runtimes.png beside them.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def cpu_info() -> dict[str, object]:
     text = Path("/proc/cpuinfo").read_text()
     model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
     flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
     return {"model": model, "flags": sorted(flags & set(wanted)), "cpus": Settings().intra_op_threads}
 
 
@@ -93,7 +95,9 @@ def wrk(url: str, body_file: Path, clients: int, seconds: float, script: str = "
     command = ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "30s"]
     command += ["-s", str(ROOT / "bench" / script), f"{url}/predict"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {result.returncode}: {result.stderr or result.stdout}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     figures["seconds"] = figures["duration_us"] / 1e6
@@ -192,6 +196,7 @@ def main() -> int:
     parser.add_argument("--int8-model", type=Path, help="also measure this INT8 model at 1 and 8 clients")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", default=",".join(map(str, CONCURRENCY)))
+    parser.add_argument("--reps", type=int, default=3, help="interleaved rounds of the CPU runtimes' rows")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -216,6 +221,13 @@ def main() -> int:
         int8 = service(args.int8_model, typical, (1, 8), args.seconds)
     print("raw ONNX Runtime …")
     raw = raw_onnxruntime(args.model, images["typical 451x300"], args.seconds)
+    # Imported here: bench.runtimes builds on this module's helpers.
+    from bench.runtimes import run as compare_runtimes
+    from bench.runtimes import table as runtimes_table
+
+    print(f"CPU runtimes side by side, {args.reps} interleaved rounds …")
+    models = {"fp32": args.model, **({"int8": args.int8_model} if args.int8_model else {})}
+    runtimes = compare_runtimes(models, args.seconds, args.reps, [8], args.out)
     settings = Settings(model_path=args.model).model_dump(mode="json")
     result = {
         **measured,
@@ -226,12 +238,14 @@ def main() -> int:
         "service": served,
         "raw_onnxruntime": raw,
         "int8_service": int8,
+        "runtimes": runtimes,
     }
     for body in bodies.values():
         body.unlink()
     (args.out / "bench.json").write_text(json.dumps(result, indent=2))
     plot(result, args.out / "bench.png")
     report(result)
+    print(f"\nCPU runtimes (bench/results/runtimes.json, runtimes.png):\n{runtimes_table(runtimes)}")
     return 0
 
 

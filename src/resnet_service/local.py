@@ -40,6 +40,8 @@ def classify_files(paths: list[Path], settings: Settings, out: TextIO, err: Text
             max_batch_size=1,
             cuda=CudaOptions(settings.cuda_conv_algo_search, settings.cuda_graphs, settings.cuda_prefer_nhwc),
             defaults=ContractDefaults(settings.preprocessing, settings.labels),
+            runtime=settings.runtime,
+            precision=settings.precision,
         )
     except StartupError as exc:
         print(f"resnet-service predict: {exc}", file=err)

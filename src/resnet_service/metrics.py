@@ -101,8 +101,9 @@ class Metrics:
         self._described: dict[str, dict[str, str]] = {}
         self.model = Gauge(
             "resnet_model_info",
-            "Each model being served: its file, weights source, execution provider and version (loads so far).",
-            ["name", "path", "weights", "random_weights", "provider", "version"],
+            "Each model being served: its file, weights source, runtime, execution provider, precision and version "
+            "(loads so far).",
+            ["name", "path", "weights", "random_weights", "provider", "runtime", "precision", "version"],
             registry=registry,
             multiprocess_mode="max",
         )

@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.images import encode, photo
+from tests.support.runtimes import AUTO_ON_CPU, PROVIDERS
 
 JPEG = encode(photo("chelsea"), "JPEG", quality=90)
 
@@ -59,8 +60,9 @@ def test_stage_histograms_batch_sizes_and_gauges_follow_the_images(client: TestC
     assert _value(samples, "process_resident_memory_bytes") > 0
 
 
-def test_model_info_names_the_weights_and_the_provider(client: TestClient) -> None:
+def test_model_info_names_the_weights_runtime_provider_and_precision(client: TestClient) -> None:
     (info,) = [labels for name, labels in _samples(client) if name == "resnet_model_info"]
     info = dict(info)
-    assert info["name"] == "resnet50" and info["provider"] == "CPUExecutionProvider"
+    assert info["name"] == "resnet50" and info["runtime"] == AUTO_ON_CPU and info["precision"] == "fp32"
+    assert info["provider"] == PROVIDERS[AUTO_ON_CPU]
     assert info["random_weights"] == "true" and info["weights"].startswith("random")

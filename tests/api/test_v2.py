@@ -16,8 +16,10 @@ from tritonclient.utils import InferenceServerException
 from resnet_service import Settings
 from resnet_service.inference.labels import Labels
 from resnet_service.inference.preprocessing import preprocess
+from resnet_service.v2.inference import PLATFORMS
 from tests.conftest import ThreadedServer, threaded_server
 from tests.support.images import encode, photo
+from tests.support.runtimes import AUTO_ON_CPU, PROVIDERS
 
 CAT = encode(photo("chelsea"), "JPEG", quality=90)
 COFFEE = encode(photo("coffee"), "PNG")
@@ -65,6 +67,9 @@ def test_server_and_model_metadata_and_probes(client: triton.InferenceServerClie
         {"name": "input", "datatype": "FP32", "shape": [-1, 224, 224, 3]},
     ]
     assert model["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 1000]}]
+    # Which runtime serves it, in Triton's platform names, and with its precision.
+    assert model["platform"] == PLATFORMS[AUTO_ON_CPU]
+    assert model["parameters"] == {"runtime": AUTO_ON_CPU, "provider": PROVIDERS[AUTO_ON_CPU], "precision": "fp32"}
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])

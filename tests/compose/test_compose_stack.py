@@ -64,7 +64,7 @@ def test_the_runtime_image_runs_as_an_unprivileged_user_without_tensorflow(
     assert _exec(stack, "api", "id", "-u") == (0, f"{RUNTIME_UID}\n")
     status, output = _exec(stack, "api", "python", "-c", "import tensorflow")
     assert status == 1 and "ModuleNotFoundError: No module named 'tensorflow'" in output, output
-    status, output = _exec(stack, "api", "python", "-c", "import onnxruntime, resnet_service")
+    status, output = _exec(stack, "api", "python", "-c", "import onnxruntime, openvino, resnet_service")
     assert status == 0, output
     report_figure(f"runtime image resnet-service:latest: {image['Size'] / 1e6:.0f} MB")
 
@@ -72,6 +72,9 @@ def test_the_runtime_image_runs_as_an_unprivileged_user_without_tensorflow(
 def test_predict_through_nginx_answers_the_seed_json_with_the_models_own_probabilities(
     stack: ComposeStack, http: httpx.Client, tmp_path: Path, clean_env: None
 ) -> None:
+    # The CPU image carries OpenVINO, so RESNET_RUNTIME=auto runs the model on it.
+    model_health = http.get("/health").json()["model"]
+    assert (model_health["runtime"], model_health["precision"]) == ("openvino", "fp32")
     response = http.post("/predict", files={"image": ("cat.jpg", JPEG)})
     assert response.status_code == 200, response.text
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])

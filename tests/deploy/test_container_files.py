@@ -49,7 +49,7 @@ def test_dockerfile_runtime_is_slim_non_root_and_health_checked() -> None:
     serving = text.split(" AS serving")[1].split(" AS runtime")[0]
     assert "/health/ready" in serving and "--reload" not in text and "USER" not in serving  # pip installs as root
     runtime = text.split(" AS runtime")[1].split(" AS gpu")[0]
-    assert "pip install . " in runtime and "[export]" not in runtime and "tensorflow" not in runtime.lower()
+    assert "pip install '.[openvino]' " in runtime and "[export]" not in runtime and "tensorflow" not in runtime.lower()
     assert "FROM serving AS runtime" in text and "USER 10001" in runtime
     gpu = text.split(" AS gpu")[1]
     # The GPU build measured: onnxruntime-gpu 1.31.1 with CUDA and cuDNN from its pip extras.

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import KerasReference, LiveServer, start_server, stop_server
 from tests.support.images import PHOTOS, encode, photo
 from tests.support.raw_http import headers_only_upload
+from tests.support.runtimes import AUTO_ON_CPU, PROVIDERS
 
 
 @pytest.fixture
@@ -76,6 +77,8 @@ def test_oversize_upload_is_refused_from_its_content_length_before_the_body_is_r
     assert http.get("/health/ready").status_code == 200
 
 
-def test_health_over_http_names_the_provider_and_random_weights(http: httpx.Client) -> None:
+def test_health_over_http_names_the_runtime_provider_and_random_weights(http: httpx.Client) -> None:
     health = http.get("/health").json()
-    assert health["model"]["provider"] == "CPUExecutionProvider" and health["model"]["random_weights"] is True
+    # RESNET_RUNTIME is left at auto: OpenVINO on this CPU when it is installed.
+    assert health["model"]["runtime"] == AUTO_ON_CPU and health["model"]["provider"] == PROVIDERS[AUTO_ON_CPU]
+    assert health["model"]["random_weights"] is True

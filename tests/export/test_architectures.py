@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +22,12 @@ from fastapi.testclient import TestClient
 from resnet_service import Settings, create_app
 from resnet_service.export.architectures import ARCHITECTURES
 from resnet_service.export.convert import MAX_ABS_DIFF
+from resnet_service.inference.engine import Engine
+from resnet_service.inference.preprocessing import preprocess
 from tests.conftest import ROOT, KerasReference
+from tests.support.agreement import agreement
 from tests.support.architecture_exports import EXPORTED, SMALL_LABELS
+from tests.support.runtimes import requires_openvino
 
 pytestmark = pytest.mark.export
 
@@ -93,6 +97,32 @@ def test_the_service_answers_as_keras_does_for_each(served: TestClient, exports:
         assert abs(prediction["probability"] - probability) <= MAX_ABS_DIFF
     size = ARCHITECTURES[name].size
     assert served.get(f"/v2/models/{name}").json()["inputs"][1]["shape"] == [-1, size, size, 3]
+
+
+@pytest.mark.parametrize("name", EXPORTED)
+@requires_openvino
+def test_openvino_fp32_matches_keras_and_bf16_keeps_its_top_five_for_each(
+    exports: Exports, name: str, report_figure: Callable[[str], None]
+) -> None:
+    import openvino as ov
+
+    keras = np.asarray(exports.recorded["exports"][name]["probabilities"])
+    results = {}
+    precisions = ["fp32"]
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        precisions.append("bf16")
+    for precision in precisions:
+        engine = Engine.load(exports.folder / f"{name}.onnx", "cpu", 2, runtime="openvino", precision=precision)
+        try:
+            tensor = preprocess(exports.photo, 10**9, spec=engine.contract.input)
+            results[precision] = agreement(engine.run_sync([tensor])[0], keras)
+        finally:
+            engine.close()
+    assert results["fp32"].max_abs_diff <= MAX_ABS_DIFF and results["fp32"].top5_overlap == 5, results
+    if "bf16" in results:
+        assert results["bf16"].top5_overlap >= 4, results
+    figures = [f"{p}: max |Δp| {r.max_abs_diff:.2g}, top-5 {r.top5_overlap}/5" for p, r in results.items()]
+    report_figure(f"OpenVINO vs Keras, {name}: " + ", ".join(figures))
 
 
 def test_an_own_model_takes_its_backbones_preprocessing_or_the_one_given(served: TestClient, exports: Exports) -> None:

@@ -114,7 +114,14 @@ class ModelInfo(BaseModel):
     input_name: str
     input_shape: list[int | str]
     output_name: str
-    provider: str = Field(description="The ONNX Runtime execution provider actually running the model.")
+    runtime: Literal["onnxruntime", "openvino"] = Field(description="What runs the model (RESNET_RUNTIME).")
+    provider: str = Field(
+        description="Where it runs: the ONNX Runtime execution provider actually in use, or OpenVINO CPU."
+    )
+    precision: Literal["fp32", "bf16"] = Field(
+        description="The precision the runtime computes in (RESNET_PRECISION); an INT8 model file's quantized "
+        "layers stay INT8 in either."
+    )
     batch_sizes: list[int] = Field(description="The batch sizes the model runs at; a batch is padded up to the next.")
     warm_up_s: float = Field(description="Seconds the warm-up took before the service reported ready.")
     cuda_graphs: bool | None = Field(

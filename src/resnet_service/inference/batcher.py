@@ -119,9 +119,10 @@ class DynamicBatcher:
         observe_batch: ObserveBatch | None = None,
         observe_abandoned: ObserveAbandoned | None = None,
         spans: StageSpans | None = None,
+        max_in_flight: int = 1,
     ) -> None:
-        if max_batch_size < 1 or max_queue < 1:
-            raise ValueError("max_batch_size and max_queue must be at least 1")
+        if max_batch_size < 1 or max_queue < 1 or max_in_flight < 1:
+            raise ValueError("max_batch_size, max_queue and max_in_flight must be at least 1")
         self._run_batch = run_batch
         self._observe_batch = observe_batch
         self._observe_abandoned = observe_abandoned
@@ -129,6 +130,9 @@ class DynamicBatcher:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue = max_queue
+        # Batches handed to run_batch and not yet finished. Above 1, the next batch is formed and started while the
+        # last one still runs, for a runtime that queues runs itself (OpenVINO's infer requests).
+        self.max_in_flight = max_in_flight
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._waiting = 0
@@ -256,34 +260,59 @@ class DynamicBatcher:
             self._observe_abandoned("computed", 1)
 
     async def _loop(self) -> None:
-        while True:
-            batch = await self._next_batch()
-            if not batch:
-                continue
-            # perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds.
-            started = time.perf_counter()
-            try:
-                self.rows_run += len(batch)
-                outputs = await self._run_batch([request.inputs for request in batch])
-                if len(outputs) != len(batch):
-                    raise BatchSizeMismatch(f"the model returned {len(outputs)} rows for a batch of {len(batch)}")
-            except asyncio.CancelledError:
-                _fail(batch, RuntimeError("the batcher stopped while this request ran"))
-                raise
-            except Exception as exc:
-                # Every caller gets the failure; none is left waiting on a future that never resolves.
-                _fail(batch, exc)
-                continue
-            ran_s = time.perf_counter() - started
-            if self._observe_batch is not None:
-                self._observe_batch(len(batch), ran_s)
-            for request, row in zip(batch, outputs, strict=True):
-                request.slot.computed = True
-                if request.future.done():
-                    # Its caller was cancelled mid-batch; the row just computed goes unused.
-                    request.slot.abandon()
-                else:
-                    request.future.set_result(Computed(row, started - request.queued_at, ran_s, len(batch)))
-            if self._spans is not None:
-                traced = [(r.trace_context, r.queued_at) for r in batch if r.trace_context is not None]
-                self._spans.batch(traced, len(batch), started, ran_s)
+        if self.max_in_flight == 1:
+            while True:
+                batch = await self._next_batch()
+                if batch:
+                    await self._run(batch)
+        places = asyncio.Semaphore(self.max_in_flight)
+        running: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            places.release()
+
+        try:
+            while True:
+                await places.acquire()
+                batch = await self._next_batch()
+                if not batch:
+                    places.release()
+                    continue
+                task = asyncio.get_running_loop().create_task(self._run(batch), name="dynamic-batcher-run")
+                running.add(task)
+                task.add_done_callback(finished)
+        finally:
+            # Stopping: the batches still running fail their callers (in _run), none is left behind.
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _run(self, batch: list[_Request]) -> None:
+        # perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds.
+        started = time.perf_counter()
+        try:
+            self.rows_run += len(batch)
+            outputs = await self._run_batch([request.inputs for request in batch])
+            if len(outputs) != len(batch):
+                raise BatchSizeMismatch(f"the model returned {len(outputs)} rows for a batch of {len(batch)}")
+        except asyncio.CancelledError:
+            _fail(batch, RuntimeError("the batcher stopped while this request ran"))
+            raise
+        except Exception as exc:
+            # Every caller gets the failure; none is left waiting on a future that never resolves.
+            _fail(batch, exc)
+            return
+        ran_s = time.perf_counter() - started
+        if self._observe_batch is not None:
+            self._observe_batch(len(batch), ran_s)
+        for request, row in zip(batch, outputs, strict=True):
+            request.slot.computed = True
+            if request.future.done():
+                # Its caller was cancelled mid-batch; the row just computed goes unused.
+                request.slot.abandon()
+            else:
+                request.future.set_result(Computed(row, started - request.queued_at, ran_s, len(batch)))
+        if self._spans is not None:
+            traced = [(r.trace_context, r.queued_at) for r in batch if r.trace_context is not None]
+            self._spans.batch(traced, len(batch), started, ran_s)

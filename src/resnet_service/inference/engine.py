@@ -1,4 +1,4 @@
-"""The ONNX Runtime session and the threads that run it, so the event loop never waits on the model."""
+"""The model's runtime (ONNX Runtime or OpenVINO) and how its runs leave the event loop free."""
 
 from __future__ import annotations
 
@@ -21,16 +21,22 @@ from resnet_service.errors import InferenceFailed, StartupError
 from resnet_service.inference.batch_sizes import EVERY, POWERS_OF_TWO, model_batch_sizes, padded_size, stack_padded
 from resnet_service.inference.decode_gate import DecodeGate
 from resnet_service.inference.device_runner import DeviceRunner
-from resnet_service.inference.model_contract import ContractDefaults, ModelContract, session_contract
+from resnet_service.inference.model_contract import ContractDefaults, ModelContract, read_contract, session_contract
+from resnet_service.inference.openvino_model import OpenVinoModel, Precision, openvino_installed
 
-__all__ = ["CudaOptions", "Engine", "choose_providers", "check_provider"]
+__all__ = ["CudaOptions", "Engine", "ModelRuntime", "check_provider", "choose_providers", "choose_runtime"]
 
 logger = logging.getLogger(__name__)
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+# What /health and the metrics name as the provider when OpenVINO runs the model: its CPU device.
+OPENVINO_CPU = "OpenVINO CPU"
 Device = Literal["auto", "cpu", "cuda"]
 ConvSearch = Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"]
+ModelRuntime = Literal["auto", "onnxruntime", "openvino"]
+ONNXRUNTIME = "onnxruntime"
+OPENVINO = "openvino"
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,40 @@ def check_provider(device: Device, in_use: Sequence[str]) -> str:
     return provider
 
 
+def choose_runtime(
+    runtime: ModelRuntime,
+    precision: Precision,
+    device: Device,
+    available: Sequence[str],
+    openvino_available: bool,
+) -> Literal["onnxruntime", "openvino"]:
+    """The runtime that runs the model. auto: ONNX Runtime on a GPU; on a CPU, OpenVINO when it is installed
+    (measured faster in fp32, bf16 and INT8), else ONNX Runtime. Settings that cannot hold are startup errors."""
+    on_cuda = choose_providers(device, available)[0] != CPU
+    if runtime == OPENVINO and device == "cuda":
+        raise StartupError(
+            "RESNET_RUNTIME=openvino runs the model on the CPU, but RESNET_DEVICE=cuda: set RESNET_DEVICE=cpu, "
+            "or RESNET_RUNTIME=onnxruntime (or auto) for the GPU"
+        )
+    chosen: Literal["onnxruntime", "openvino"]
+    if runtime == "auto":
+        chosen = OPENVINO if openvino_available and not on_cuda else ONNXRUNTIME
+    else:
+        chosen = runtime
+    if precision == "bf16" and chosen != OPENVINO:
+        if on_cuda:
+            why = "on a GPU ONNX Runtime runs the model (for half precision there, export an fp16 model file)"
+        elif runtime == ONNXRUNTIME:
+            why = "RESNET_RUNTIME=onnxruntime"
+        else:
+            why = "OpenVINO is not installed (pip install 'resnet-service[openvino]')"
+        raise StartupError(
+            f"RESNET_PRECISION=bf16 needs OpenVINO on the CPU, but {why}: set RESNET_RUNTIME=openvino or auto "
+            "with OpenVINO installed, or RESNET_PRECISION=fp32"
+        )
+    return chosen
+
+
 def _load_cuda_libraries() -> None:
     # onnxruntime-gpu finds CUDA and cuDNN installed as pip's nvidia-* packages (as PyTorch has them) only when
     # they are loaded first; libraries on the system's library path are found either way.
@@ -101,9 +141,11 @@ def _resolve_sizes(spec: str | Sequence[int], max_batch_size: int, provider: str
 
 @dataclass
 class Engine:
-    """One InferenceSession plus the bounded pool its runs go through."""
+    """One model on its runtime: an ONNX Runtime session and the one thread its runs go through, or an OpenVINO
+    compiled model and its asynchronous infer requests."""
 
-    session: ort.InferenceSession
+    # None when OpenVINO runs the model.
+    session: ort.InferenceSession | None
     path: Path
     provider: str
     input_name: str
@@ -121,6 +163,9 @@ class Engine:
     gate: DecodeGate | None = field(default=None, repr=False)
     # Seconds the last warm_up() took: the cold start that running every batch size once adds.
     warm_up_s: float = 0.0
+    runtime: str = ONNXRUNTIME
+    precision: Precision = "fp32"
+    openvino: OpenVinoModel | None = field(default=None, repr=False)
 
     @classmethod
     def load(
@@ -133,11 +178,20 @@ class Engine:
         max_batch_size: int = 8,
         cuda: CudaOptions | None = None,
         defaults: ContractDefaults | None = None,
+        runtime: ModelRuntime = "onnxruntime",
+        precision: Precision = "fp32",
+        in_flight: int = 1,
     ) -> Engine:
         if not path.is_file():
             raise StartupError(
                 f"model file {path} not found: run `make model` (or `resnet-service export --weights random "
                 f"--output {path}`), or point RESNET_MODEL_PATH at an exported ResNet-50 ONNX file"
+            )
+        available = ort.get_available_providers()
+        chosen = choose_runtime(runtime, precision, device, available, openvino_installed())
+        if chosen == OPENVINO:
+            return cls._load_openvino(
+                path, intra_op_threads, batch_sizes, max_batch_size, defaults, precision, in_flight
             )
         cuda = cuda or CudaOptions()
         options = ort.SessionOptions()
@@ -145,7 +199,6 @@ class Engine:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        available = ort.get_available_providers()
         providers = choose_providers(device, available, cuda)
         on_cuda = providers[0] != CPU
         if on_cuda:
@@ -188,11 +241,58 @@ class Engine:
             runner=runner,
         )
         logger.info(
-            "loaded %s on %s with %d intra-op threads; batch sizes %s",
+            "loaded %s on ONNX Runtime's %s in fp32 with %d intra-op threads; batch sizes %s",
             path,
             provider,
             intra_op_threads,
             ",".join(map(str, sizes)),
+        )
+        return engine
+
+    @classmethod
+    def _load_openvino(
+        cls,
+        path: Path,
+        threads: int,
+        batch_sizes: str | Sequence[int],
+        max_batch_size: int,
+        defaults: ContractDefaults | None,
+        precision: Precision,
+        in_flight: int,
+    ) -> Engine:
+        model = OpenVinoModel.load(path, precision, threads, requests=in_flight)
+        classes = model.output_shape[-1] if len(model.output_shape) == 2 else None
+        if not isinstance(classes, int):
+            model.close()
+            raise StartupError(f"model file {path} gives {model.output_shape}, not [N, classes] probabilities")
+        try:
+            contract = read_contract(model.metadata, model.input_shape, classes, path, defaults)
+        except StartupError:
+            model.close()
+            raise
+        model.batch_sizes = _resolve_sizes(batch_sizes, max_batch_size, CPU)
+        engine = cls(
+            session=None,
+            path=path,
+            provider=OPENVINO_CPU,
+            input_name=model.input_name,
+            input_shape=model.input_shape,
+            output_name=model.output_name,
+            metadata=model.metadata,
+            contract=contract,
+            batch_sizes=model.batch_sizes,
+            _executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference"),
+            runtime=OPENVINO,
+            precision=precision,
+            openvino=model,
+        )
+        logger.info(
+            "loaded %s on OpenVINO's CPU in %s with %d threads and %d infer requests; batch sizes %s",
+            path,
+            precision,
+            threads,
+            model.request_count,
+            ",".join(map(str, model.batch_sizes)),
         )
         return engine
 
@@ -210,9 +310,22 @@ class Engine:
     def random_weights(self) -> bool:
         return self.metadata.get("random_weights", "false") == "true"
 
+    @property
+    def in_flight(self) -> int:
+        """How many batches may run at once: OpenVINO's infer requests queue; ONNX Runtime runs one at a time."""
+        return self.openvino.request_count if self.openvino is not None else 1
+
+    @property
+    def cuda_graphs(self) -> bool | None:
+        """On a GPU, whether each batch size replays a CUDA graph; None on a CPU."""
+        return self.runner.cuda_graphs if self.runner is not None else None
+
     def _run_rows(self, rows: Sequence[np.ndarray]) -> np.ndarray:
         if self.runner is not None:
             return self.runner.run(rows)
+        if self.openvino is not None:
+            return self.openvino.run(rows)
+        assert self.session is not None
         size = padded_size(len(rows), self.batch_sizes)
         batch = rows[0] if size == 1 else stack_padded(rows, size)
         (probabilities,) = self.session.run([self.output_name], {self.input_name: batch})
@@ -227,10 +340,19 @@ class Engine:
             raise InferenceFailed(f"the model failed to run: {exc}") from exc
 
     async def run(self, rows: Sequence[np.ndarray]) -> np.ndarray:
-        """Run the model in the inference pool; session.run releases the GIL, so the loop keeps serving.
+        """Run the model off the event loop, which keeps serving meanwhile.
 
-        The rows are stacked into one batch in the pool's thread too, not on the event loop.
+        ONNX Runtime runs in the inference pool's thread (session.run releases the GIL), where the rows are
+        stacked into one batch too. OpenVINO runs an asynchronous infer request on its own threads.
         """
+        if self.openvino is not None:
+            try:
+                with self.gate.model_running() if self.gate is not None else nullcontext():
+                    return await self.openvino.run_async(rows)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                raise InferenceFailed(f"the model failed to run: {exc}") from exc
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.run_sync, rows)
 
@@ -244,7 +366,9 @@ class Engine:
         """
         started = time.perf_counter()
         row = np.zeros((1, *self.contract.input.row_shape), dtype=np.float32)
-        sizes = self.batch_sizes if self.runner is not None else self.batch_sizes[:1]
+        # OpenVINO prepares each new input shape on its first run (measured: 20 to 45 ms more for ResNet-50).
+        every = self.runner is not None or self.openvino is not None
+        sizes = self.batch_sizes if every else self.batch_sizes[:1]
         graphs = self.runner is not None and self.runner.cuda_graphs
         # ONNX Runtime runs a graph's size normally before capturing it. Every size then replays once more, so
         # that any one-time cost of a first replay is paid here. (On an H200, one replay in 40 still took 138 ms
@@ -262,3 +386,5 @@ class Engine:
         self._executor.shutdown(wait=True)
         if self.runner is not None:
             self.runner.close()
+        if self.openvino is not None:
+            self.openvino.close()

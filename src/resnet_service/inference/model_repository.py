@@ -249,6 +249,9 @@ class ModelRepository:
             max_batch_size=settings.max_batch_size,
             cuda=CudaOptions(settings.cuda_conv_algo_search, settings.cuda_graphs, settings.cuda_prefer_nhwc),
             defaults=self._defaults,
+            runtime=settings.runtime,
+            precision=settings.precision,
+            in_flight=settings.batches_in_flight,
         )
         engine.gate = self.gate
         model_metrics = self.metrics.for_model(name)
@@ -261,6 +264,7 @@ class ModelRepository:
             observe_batch=model_metrics.observe_batch,
             observe_abandoned=model_metrics.observe_abandoned,
             spans=spans,
+            max_in_flight=engine.in_flight,
         )
         pipeline = Pipeline(
             batcher, self.preprocess_pool, settings, model_metrics, self.gate, engine.contract.input, spans
@@ -282,11 +286,13 @@ class ModelRepository:
         if engine.random_weights:
             logger.warning("model %s (%s) has RANDOM weights: its predictions are meaningless", name, path)
         logger.info(
-            "serving model %s version %d from %s on %s (%s, %d classes), loaded and warmed up in %.2f s",
+            "serving model %s version %d from %s on %s %s in %s (%s, %d classes), loaded and warmed up in %.2f s",
             name,
             served.version,
             path,
+            engine.runtime,
             engine.provider,
+            engine.precision,
             engine.contract.architecture,
             len(engine.contract.labels.names),
             time.perf_counter() - started,
@@ -302,6 +308,8 @@ class ModelRepository:
                 "weights": engine.weights,
                 "random_weights": str(engine.random_weights).lower(),
                 "provider": engine.provider,
+                "runtime": engine.runtime,
+                "precision": engine.precision,
                 "version": str(served.version),
             }
         )

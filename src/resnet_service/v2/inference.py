@@ -40,12 +40,18 @@ def check_version(name: str, version: str) -> None:
         raise ModelNotFound(f"model '{name}' has version {V2_MODEL_VERSION} only, not {version}")
 
 
+# Triton's names for the two: its ONNX Runtime platform and its OpenVINO backend.
+PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino"}
+
+
 def describe_model(served: ServedModel) -> ModelMetadata:
-    contract = served.engine.contract
+    engine = served.engine
+    contract = engine.contract
     return ModelMetadata(
         name=served.name,
         versions=[V2_MODEL_VERSION],
-        platform="onnxruntime_onnx",
+        platform=PLATFORMS[engine.runtime],
+        parameters={"runtime": engine.runtime, "provider": engine.provider, "precision": engine.precision},
         inputs=[
             TensorMetadata(name=IMAGE_INPUT, datatype="BYTES", shape=[-1]),
             TensorMetadata(name=TENSOR_INPUT, datatype="FP32", shape=[-1, *contract.input.row_shape]),

@@ -71,6 +71,8 @@ class ModelMetadata(BaseModel):
     platform: str
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
+    # Beyond the protocol's fields, as Triton adds its own: what runs the model and in which precision.
+    parameters: dict[str, str] | None = None
 
 
 class RepositoryModel(BaseModel):

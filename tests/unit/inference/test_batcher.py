@@ -356,3 +356,45 @@ def test_a_request_cancelled_while_its_batch_runs_is_counted_as_abandoned_not_dr
         await batcher.stop()
 
     run(scenario)
+
+
+def test_with_two_batches_in_flight_the_next_starts_while_the_first_runs_and_each_caller_gets_its_row() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        model.gate.clear()
+        batcher = DynamicBatcher(model, max_batch_size=2, max_in_flight=2)
+        batcher.start()
+        first = [asyncio.create_task(batcher.submit(row(v))) for v in (1, 2)]
+        await model.started.wait()
+        second = [asyncio.create_task(batcher.submit(row(v))) for v in (3, 4)]
+        third = asyncio.create_task(batcher.submit(row(5)))
+        await asyncio.sleep(0.05)
+        # Two batches were handed over with the first still held; the third waits for a place.
+        assert model.batches == [[1.0, 2.0], [3.0, 4.0]] and not third.done()
+        model.gate.set()
+        results = await asyncio.gather(*first, *second, third)
+        assert [r.row.tolist() for r in results] == [[10.0], [20.0], [30.0], [40.0], [50.0]]
+        assert model.batches[2] == [5.0]
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_stop_fails_every_batch_in_flight() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        model.gate.clear()
+        batcher = DynamicBatcher(model, max_batch_size=1, max_in_flight=2)
+        batcher.start()
+        running = [asyncio.create_task(batcher.submit(row(v))) for v in (1, 2)]
+        queued = asyncio.create_task(batcher.submit(row(3)))
+        await asyncio.sleep(0.05)
+        assert len(model.batches) == 2
+        await batcher.stop()
+        for task in running:
+            with pytest.raises(RuntimeError, match="stopped while"):
+                await task
+        with pytest.raises(RuntimeError, match="stopped before"):
+            await queued
+
+    run(scenario)

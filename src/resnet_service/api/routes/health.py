@@ -18,12 +18,19 @@ router = APIRouter(tags=["health"])
 
 RANDOM_WEIGHTS_WARNING = "RANDOM weights, meaningless predictions: {} (export with --weights imagenet)"
 _REPORTED_PACKAGES = ("resnet-service", "onnxruntime", "numpy", "pillow", "fastapi", "uvicorn")
+# Reported when installed.
+_OPTIONAL_PACKAGES = ("openvino",)
 
 
 def _versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in _REPORTED_PACKAGES:
         versions[name] = metadata.version(name)
+    for name in _OPTIONAL_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
     return versions
 
 
@@ -46,11 +53,13 @@ def _model_info(served: ServedModel, failure: LoadFailure | None) -> ModelInfo:
         input_name=engine.input_name,
         input_shape=engine.input_shape,
         output_name=engine.output_name,
+        runtime=engine.runtime,
         provider=engine.provider,
+        precision=engine.precision,
         batch_sizes=list(engine.batch_sizes),
         # Microseconds: a small model warms up in well under a millisecond, which 3 decimals would report as 0.
         warm_up_s=round(engine.warm_up_s, 6),
-        cuda_graphs=engine.runner.cuda_graphs if engine.runner is not None else None,
+        cuda_graphs=engine.cuda_graphs,
         metadata=engine.metadata,
     )
 
