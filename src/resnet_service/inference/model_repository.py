@@ -286,12 +286,12 @@ class ModelRepository:
         if engine.random_weights:
             logger.warning("model %s (%s) has RANDOM weights: its predictions are meaningless", name, path)
         logger.info(
-            "serving model %s version %d from %s on %s %s in %s (%s, %d classes), loaded and warmed up in %.2f s",
+            "serving model %s version %d from %s on %s (%s, %s; %s, %d classes), loaded and warmed up in %.2f s",
             name,
             served.version,
             path,
-            engine.runtime,
             engine.provider,
+            engine.runtime,
             engine.precision,
             engine.contract.architecture,
             len(engine.contract.labels.names),
