@@ -245,7 +245,7 @@ def main() -> int:
     (args.out / "bench.json").write_text(json.dumps(result, indent=2))
     plot(result, args.out / "bench.png")
     report(result)
-    print(f"\nCPU runtimes (bench/results/runtimes.json, runtimes.png):\n{runtimes_table(runtimes)}")
+    print(f"\nCPU runtimes ({args.out / 'runtimes.json'}, runtimes.png):\n{runtimes_table(runtimes)}")
     return 0
 
 
