@@ -11,6 +11,8 @@ figure and writes them all to $OUT/gpu.json (or bench/results/gpu.json):
   (fixed buffers, pinned host memory, a session per batch size), and with CUDA graphs;
 - the time a batch takes when consecutive batches differ in size, as dynamic batching makes them;
 - fp16 against fp32: throughput at batch 32, largest probability difference and top-5 agreement on photos;
+- the model's ``--uint8-input`` copy (uint8 pixels in, the preprocessing in the graph) against it: throughput
+  per batch size on the device path and the largest probability difference on photos, and the service on it;
 - the service: a 451×300 JPEG from several client processes at each connection count, per worker count, with
   the stages' medians from its JSON log, the slowest batch, and how busy the GPU was (nvidia-smi).
 """
@@ -35,7 +37,7 @@ import numpy as np
 
 from bench.path import ROOT, service
 from bench.quick import BOUNDARY, multipart, photo_jpeg
-from resnet_service.export.convert import VERIFICATION_PHOTOS, skimage_photos
+from resnet_service.export.convert import VERIFICATION_PHOTOS, skimage_photo, skimage_photos
 from resnet_service.inference.engine import ConvSearch, CudaOptions, Device, Engine
 
 OUT = Path(os.environ.get("OUT") or ROOT / "bench" / "results")
@@ -84,6 +86,12 @@ def build_stand_in(path: Path) -> None:
 def rows(count: int, seed: int = 0) -> list[np.ndarray]:
     generator = np.random.default_rng(seed)
     return [generator.uniform(-120, 150, (1, 224, 224, 3)).astype(np.float32) for _ in range(count)]
+
+
+def pixel_rows(count: int, seed: int = 0) -> list[np.ndarray]:
+    """What a model with the preprocessing in its graph takes: uint8 RGB pixels."""
+    generator = np.random.default_rng(seed)
+    return [generator.integers(0, 256, (1, 224, 224, 3), dtype=np.uint8) for _ in range(count)]
 
 
 def throughput(run: Callable[[list[np.ndarray]], object], batch: list[np.ndarray], seconds: float = 1.5) -> float:
@@ -218,6 +226,32 @@ def half_precision(model: Path, fp32_speed: dict[int, float]) -> None:
     emit("fp16_over_fp32_bs32", round(speed[32] / fp32_speed[32], 2))
 
 
+def uint8_input(model: Path, fp32_speed: dict[int, float]) -> Path:
+    """The model's --uint8-input copy against it on the device: agreement on photos, images/s per batch size."""
+    import onnx
+
+    from resnet_service.export.uint8_input import pixels_and_tensors, to_uint8_input
+
+    reference = load_engine(model, (1, 8))
+    spec = reference.contract.input
+    pixels, tensors = pixels_and_tensors([skimage_photo(name) for name in VERIFICATION_PHOTOS], spec)
+    expected = reference.run_sync(list(tensors[:, np.newaxis]))
+    reference.close()
+    path = model.with_name(model.stem + ".uint8.onnx")
+    onnx.save(to_uint8_input(onnx.load(str(model)), spec), str(path))
+    engine = load_engine(path, (1, 8, 32, 64))
+    asyncio.run(engine.warm_up())
+    emit(
+        "uint8_input_max_abs_diff_vs_fp32_photos",
+        float(np.abs(engine.run_sync(list(pixels[:, np.newaxis])) - expected).max()),
+    )
+    speed = {n: throughput(engine.run_sync, pixel_rows(n)) for n in (1, 8, 32, 64)}
+    engine.close()
+    emit("uint8_input_cuda_graphs_nhwc_img_per_s_bs1_8_32_64", list(speed.values()))
+    emit("uint8_input_over_fp32_bs64", round(speed[64] / fp32_speed[64], 2))
+    return path
+
+
 async def _clients(url: str, body: bytes, connections: int, seconds: float) -> tuple[list[float], dict[str, int]]:
     """Each connection posts the photo over and over; answers other than 200, and broken connections, are counted."""
     import httpx
@@ -308,7 +342,13 @@ def stages(log: Path, mark: int) -> dict[str, object]:
 
 
 def serve_and_load(
-    model: Path, workers: int, levels: list[int], seconds: float, env: dict[str, str], src: Path | None = None
+    model: Path,
+    workers: int,
+    levels: list[int],
+    seconds: float,
+    env: dict[str, str],
+    src: Path | None = None,
+    label: str = "",
 ) -> None:
     """The service (or, from ``src``, another version of it) under load at each connection count."""
     body = multipart(photo_jpeg())
@@ -324,7 +364,7 @@ def serve_and_load(
     if src is not None:
         settings["PYTHONPATH"] = os.pathsep.join([str(src.resolve()), os.environ.get("PYTHONPATH", "")])
     options = "".join(f"_{key.removeprefix('RESNET_').lower()}={value}" for key, value in env.items())
-    name = ("other" if src else "service") + f"_w{workers}{options}"
+    name = ("other" if src else "service") + f"{label}_w{workers}{options}"
     with tempfile.TemporaryDirectory() as scratch:
         log = Path(scratch) / "service.log"
         started = time.perf_counter()
@@ -353,7 +393,9 @@ def main() -> int:
     parser.add_argument("--service-src", type=Path, help="serve another version's src/ folder, for a baseline")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: a dry run of this script")
     parser.add_argument(
-        "--skip", default="", help="comma-separated parts to skip: cold-start,paths,fp16,switches,service"
+        "--skip",
+        default="",
+        help="comma-separated parts to skip: cold-start,paths,fp16,uint8,switches,service",
     )
     args = parser.parse_args()
     skip = set(args.skip.split(","))
@@ -372,10 +414,13 @@ def main() -> int:
             build_stand_in(model)
     if "cold-start" not in skip:
         cold_start(model)
+    uint8_model = None
     if "paths" not in skip:
         speed = device_paths(model)
         if "fp16" not in skip:
             half_precision(model, speed)
+        if "uint8" not in skip:
+            uint8_model = uint8_input(model, speed)
     if "switches" not in skip:
         size_switches(model)
     if "service" not in skip:
@@ -383,6 +428,10 @@ def main() -> int:
         for workers in (int(n) for n in args.workers.split(",")):
             levels = [int(n) for n in args.levels.split(",")]
             serve_and_load(model, workers, levels, args.seconds, env, args.service_src)
+        if uint8_model is not None and args.service_src is None:
+            # The copy at the largest worker count only: where the host-to-device bytes weigh most.
+            workers = max(int(n) for n in args.workers.split(","))
+            serve_and_load(uint8_model, workers, levels, args.seconds, env, label="_uint8")
     OUT.mkdir(parents=True, exist_ok=True)
     name = "gpu-other.json" if args.service_src else "gpu.json"
     (OUT / name).write_text(json.dumps(FIGURES, indent=1) + "\n")

@@ -65,6 +65,8 @@ def test_models_lists_each_with_its_classes_and_input(client: TestClient) -> Non
     assert models[1]["labels"] == DOGS and models[1]["random_weights"] is True
     assert models[1]["input"] == {
         "shape": [224, 224, 3],
+        "datatype": "FP32",
+        "preprocessing_in_model": False,
         "layout": "NHWC",
         "preprocessing": "caffe",
         "colour_order": "BGR",

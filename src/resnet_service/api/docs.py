@@ -102,9 +102,10 @@ def _models_section(repository: Any) -> str:
         )
         spec = contract.input
         size = "×".join(map(str, spec.row_shape))
+        in_model = " (in the model, from uint8)" if spec.uint8_pixels else ""
         lines.append(
             f"| `{served.name}`{' (default)' if served.name == default else ''} | {listed} | {size} "
-            f"{spec.colour_order} {spec.layout} | {spec.mode} | {served.engine.weights} |"
+            f"{spec.colour_order} {spec.layout} | {spec.mode}{in_model} | {served.engine.weights} |"
         )
     return "\n".join(lines)
 

@@ -73,6 +73,13 @@ class InputContract(BaseModel):
     """What one image becomes before the model sees it, as the model file says."""
 
     shape: list[int] = Field(description="One image's tensor, without the batch axis.")
+    datatype: Literal["FP32", "UINT8"] = Field(
+        description="FP32: the preprocessed tensor; UINT8: the resized 0-255 RGB pixels, which the model "
+        "preprocesses itself."
+    )
+    preprocessing_in_model: bool = Field(
+        description="Whether the model applies the preprocessing below in its own graph (it then takes UINT8)."
+    )
     layout: Literal["NHWC", "NCHW"]
     preprocessing: Literal["caffe", "tf", "torch", "none"] = Field(
         description="keras.applications' preprocess_input mode."

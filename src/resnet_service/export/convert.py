@@ -421,6 +421,50 @@ def half_from_onnx(fp32: Path, output: Path, seed: int, progress: Progress) -> N
     progress(f"wrote {output}")
 
 
+def pixels_from_onnx(source: Path, output: Path, fp16: bool, seed: int, progress: Progress) -> None:
+    """A copy of an exported file that takes uint8 pixels and preprocesses them in its graph (in fp16 too, with
+    ``fp16``), compared with the original on the verification photos and random pixels (no TensorFlow)."""
+    import onnx
+    import onnxruntime as ort
+    from PIL import Image
+
+    from resnet_service.export.uint8_input import (
+        UINT8_MAX_ABS_DIFF,
+        pixels_and_tensors,
+        to_uint8_input,
+        verify_uint8_input,
+    )
+
+    proto = onnx.load(str(source))
+    session = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    spec = session_contract(session, source).input
+    if spec.uint8_pixels:
+        raise StartupError(f"model file {source} already takes uint8 pixels")
+    rng = np.random.default_rng(seed + 1)
+    noise = rng.integers(0, 256, size=(4, spec.height, spec.width, 3), dtype=np.uint8)
+    images = [skimage_photo(name) for name in VERIFICATION_PHOTOS] + [Image.fromarray(image) for image in noise]
+    pixels, tensors = pixels_and_tensors(images, spec)
+    reference = source.name
+    if fp16:
+        (expected,) = session.run(None, {session.get_inputs()[0].name: tensors})
+        proto = _half(proto, tensors, expected, f"fp32 {source.name}", progress)
+        reference = f"its fp16 copy of {source.name}"
+    progress(f"moving the {spec.mode} preprocessing into the graph and comparing with {reference}")
+    uint8 = to_uint8_input(proto, spec)
+    report = verify_uint8_input(proto, uint8, pixels, tensors)
+    progress(
+        f"uint8 pixels vs {reference} on float32 tensors of the same {report.images} images: max |Δ probability| "
+        f"= {report.max_abs_diff:.3g} (limit {UINT8_MAX_ABS_DIFF:g}), top-5 identical: {report.top5_match}"
+    )
+    if not report.max_abs_diff <= UINT8_MAX_ABS_DIFF or not report.top5_match:
+        raise ParityFailed(f"the uint8-input model differs from {reference} by {report.max_abs_diff:.3g}")
+    props = {prop.key: prop.value for prop in uint8.metadata_props}
+    props["uint8_input_max_abs_diff"] = f"{report.max_abs_diff:.3g}"
+    onnx.helper.set_model_props(uint8, props)
+    _write(uint8, output)
+    progress(f"wrote {output}: it takes [N, {spec.height}, {spec.width}, 3] uint8 RGB pixels")
+
+
 def prepare_tensorflow() -> None:
     """Settings TensorFlow reads once, at import: call before anything imports it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides the progress
@@ -496,7 +540,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--from-onnx",
         type=Path,
         help="start from this exported fp32 ONNX file instead of Keras (no TensorFlow): with --quantize int8, or "
-        "with --precision fp16 to write an fp16 copy of it to --output",
+        "with --precision fp16 to write an fp16 copy of it to --output, or with --uint8-input",
+    )
+    parser.add_argument(
+        "--uint8-input",
+        action="store_true",
+        help="with --from-onnx: write a copy that takes resized 0-255 RGB pixels as uint8 and does its own "
+        "preprocessing in the graph, so a quarter of the bytes travel to the model (default --output: FILE with "
+        ".uint8.onnx); combine with --precision fp16 for a GPU",
     )
     return parser
 
@@ -526,8 +577,14 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quantize and not args.calibration_dir:
         parser.error("--quantize int8 needs --calibration-dir DIR of real photos")
-    if args.from_onnx and not (args.quantize or args.precision == "fp16"):
-        parser.error("--from-onnx is for --quantize int8 or --precision fp16")
+    if args.from_onnx and not (args.quantize or args.precision == "fp16" or args.uint8_input):
+        parser.error("--from-onnx is for --quantize int8, --precision fp16 or --uint8-input")
+    if args.uint8_input and not args.from_onnx:
+        parser.error("--uint8-input rewrites an exported file: add --from-onnx FILE")
+    if args.uint8_input and args.quantize:
+        parser.error("--quantize int8 writes its own file: make its uint8 copy afterwards with --from-onnx INT8_FILE")
+    if args.uint8_input and args.output is None:
+        args.output = args.from_onnx.with_name(args.from_onnx.name.removesuffix(".onnx") + ".uint8.onnx")
     if args.quantize and args.precision == "fp16":
         parser.error("--quantize int8 starts from an fp32 model: leave out --precision fp16")
     if args.labels and not args.model:
@@ -540,11 +597,14 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         stem = args.model.stem if args.model else args.architecture.lower()
         args.output = Path("models") / f"{stem}.onnx"
     progress = _progress_printer()
-    if args.from_onnx and args.precision == "fp16":
+    if args.from_onnx and (args.precision == "fp16" or args.uint8_input):
         if args.from_onnx.resolve() == args.output.resolve():
             parser.error("--output must name a new file, not the --from-onnx one")
         try:
-            half_from_onnx(args.from_onnx, args.output, args.seed, progress)
+            if args.uint8_input:
+                pixels_from_onnx(args.from_onnx, args.output, args.precision == "fp16", args.seed, progress)
+            else:
+                half_from_onnx(args.from_onnx, args.output, args.seed, progress)
         except StartupError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_REFUSED

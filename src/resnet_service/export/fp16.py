@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-__all__ = ["FP16_MAX_ABS_DIFF", "Fp16Report", "to_fp16"]
+__all__ = ["FP16_MAX_ABS_DIFF", "Fp16Report", "run_proto", "to_fp16"]
 
 # Half precision keeps about three significant digits: probabilities move by around 1e-3. Far past that, the
 # conversion is broken (an overflow to inf, a NaN), not merely rounded.
@@ -28,7 +28,8 @@ class Fp16Report:
     images: int
 
 
-def _run(proto: Any, inputs: np.ndarray) -> np.ndarray:
+def run_proto(proto: Any, inputs: np.ndarray) -> np.ndarray:
+    """An in-memory model's outputs on ``inputs``, on ONNX Runtime's CPU provider."""
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     (name,) = [value.name for value in session.get_inputs()]
     (probabilities,) = session.run(None, {name: inputs})
@@ -44,7 +45,7 @@ def to_fp16(proto: Any, inputs: np.ndarray, expected: np.ndarray, reference: str
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     converted = convert_float_to_float16(proto, keep_io_types=True)
-    actual = _run(converted, inputs)
+    actual = run_proto(converted, inputs)
     top5 = np.argsort(-expected, axis=1)[:, :5], np.argsort(-actual, axis=1)[:, :5]
     report = Fp16Report(
         max_abs_diff=float(np.abs(actual - expected).max()),

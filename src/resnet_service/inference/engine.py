@@ -266,7 +266,7 @@ class Engine:
             model.close()
             raise StartupError(f"model file {path} gives {model.output_shape}, not [N, classes] probabilities")
         try:
-            contract = read_contract(model.metadata, model.input_shape, classes, path, defaults)
+            contract = read_contract(model.metadata, model.input_shape, classes, path, defaults, model.input_type)
         except StartupError:
             model.close()
             raise
@@ -332,7 +332,8 @@ class Engine:
         return probabilities[: len(rows)]
 
     def run_sync(self, rows: Sequence[np.ndarray]) -> np.ndarray:
-        """(1, *row_shape) float32 rows → their (len(rows), classes) probabilities, in the calling thread."""
+        """(1, *row_shape) rows (float32, or uint8 pixels) → their (len(rows), classes) probabilities, in the
+        calling thread."""
         try:
             with self.gate.model_running() if self.gate is not None else nullcontext():
                 return self._run_rows(rows)
@@ -365,7 +366,7 @@ class Engine:
         5% of each other), so one run of the smallest does.
         """
         started = time.perf_counter()
-        row = np.zeros((1, *self.contract.input.row_shape), dtype=np.float32)
+        row = np.zeros((1, *self.contract.input.row_shape), dtype=self.contract.input.dtype)
         # OpenVINO prepares each new input shape on its first run (measured: 20 to 45 ms more for ResNet-50).
         every = self.runner is not None or self.openvino is not None
         sizes = self.batch_sizes if every else self.batch_sizes[:1]

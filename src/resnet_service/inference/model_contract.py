@@ -1,8 +1,9 @@
 """What an exported model says about itself, and what the service needs from it to serve it.
 
 The export writes these keys into the ONNX file's metadata; the service reads them and nothing else: the input
-size and layout, the preprocessing (mode, colour order, means and scales, resize filter), the class names and
-their digest, the architecture and where the weights came from. A file without them (an ONNX file from
+size and layout, the preprocessing (mode, colour order, means and scales, resize filter), whether the model does
+that arithmetic itself on uint8 pixels, the class names and their digest, the architecture and where the weights
+came from. A file without them (an ONNX file from
 elsewhere) is refused, unless RESNET_PREPROCESSING and RESNET_LABELS say how to serve it.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+import numpy as np
 from PIL import Image
 
 from resnet_service.errors import StartupError
@@ -22,6 +24,7 @@ from resnet_service.inference.labels import Labels, read_label_file
 
 __all__ = [
     "InputSpec",
+    "UINT8_PIXELS",
     "ModelContract",
     "ContractDefaults",
     "PreprocessingMode",
@@ -55,6 +58,9 @@ RESIZE_FILTERS = {
     "hamming": Image.Resampling.HAMMING,
 }
 REQUIRED_KEYS = ("input_size", "preprocessing", "labels")
+# The input_dtype of a model that takes resized 0-255 RGB pixels, [N, H, W, 3] uint8, and does its preprocessing
+# (cast, channel order, means and scales, layout) in its own graph.
+UINT8_PIXELS = "uint8"
 # What exports made before the preprocessing was recorded key by key said; such a file is ResNet-50's contract.
 LEGACY_CAFFE = "keras imagenet_utils.preprocess_input mode=caffe (RGB->BGR, minus ImageNet BGR mean)"
 
@@ -71,6 +77,9 @@ class InputSpec:
     std: Triple = MODES["caffe"][2]
     resize_filter: str = "bicubic"
     layout: Layout = "NHWC"
+    # The model takes uint8 RGB pixels, [H, W, 3] per image, and applies mode, colour order, means, scales and
+    # layout itself: what travels to it is the resized image, a quarter of the float32 tensor's bytes.
+    uint8_pixels: bool = False
 
     @classmethod
     def for_mode(cls, mode: PreprocessingMode, height: int, width: int, layout: Layout = "NHWC") -> InputSpec:
@@ -79,8 +88,19 @@ class InputSpec:
 
     @property
     def row_shape(self) -> tuple[int, int, int]:
-        """One image's tensor shape, without the batch axis."""
-        return (self.height, self.width, 3) if self.layout == "NHWC" else (3, self.height, self.width)
+        """One image's tensor shape, without the batch axis: pixels are always height × width × RGB."""
+        if self.layout == "NHWC" or self.uint8_pixels:
+            return (self.height, self.width, 3)
+        return (3, self.height, self.width)
+
+    @property
+    def dtype(self) -> type[np.generic]:
+        return np.uint8 if self.uint8_pixels else np.float32
+
+    @property
+    def datatype(self) -> str:
+        """The row's element type, as the Open Inference Protocol names it."""
+        return "UINT8" if self.uint8_pixels else "FP32"
 
     @property
     def resample(self) -> Image.Resampling:
@@ -90,6 +110,8 @@ class InputSpec:
         """For /health, /models and the docs: what a client sending a preprocessed tensor must do itself."""
         return {
             "shape": list(self.row_shape),
+            "datatype": self.datatype,
+            "preprocessing_in_model": self.uint8_pixels,
             "layout": self.layout,
             "preprocessing": self.mode,
             "colour_order": self.colour_order,
@@ -107,6 +129,7 @@ class InputSpec:
             "mean": json.dumps(list(self.mean)),
             "std": json.dumps(list(self.std)),
             "resize_filter": self.resize_filter,
+            **({"input_dtype": UINT8_PIXELS} if self.uint8_pixels else {}),
         }
 
 
@@ -182,6 +205,8 @@ def _input_from_metadata(metadata: Mapping[str, str], path: Path) -> InputSpec:
         std=_triple(metadata, "std", std, path),
         resize_filter=_choice(metadata.get("resize_filter", "bicubic"), tuple(RESIZE_FILTERS), "resize_filter", path),
         layout=_choice(metadata.get("input_layout", "NHWC"), get_args(Layout), "input_layout", path),  # type: ignore[arg-type]
+        uint8_pixels=_choice(metadata.get("input_dtype", "float32"), ("float32", UINT8_PIXELS), "input_dtype", path)
+        == UINT8_PIXELS,
     )
 
 
@@ -234,8 +259,10 @@ def read_contract(
     classes: int,
     path: Path,
     defaults: ContractDefaults | None = None,
+    input_type: str | None = None,
 ) -> ModelContract:
-    """The model's contract from its metadata, checked against its real input and output shapes."""
+    """The model's contract from its metadata, checked against its real input and output shapes and, when given,
+    its input's element type (``float32`` or ``uint8``)."""
     defaults = defaults or ContractDefaults()
     # Files from the export's earlier versions name no classes: that export made only ImageNet ResNet-50.
     legacy = metadata.get("preprocessing", "").startswith(LEGACY_CAFFE)
@@ -262,11 +289,29 @@ def read_contract(
             )
     else:
         spec = _input_from_shape(input_shape, defaults.preprocessing or "caffe", path)
+    _check_input_type(spec, input_type, path)
     if "labels" in metadata:
         labels = _labels(metadata["labels"], classes, path, metadata.get("labels_sha256"))
     else:
         labels = _labels_from_setting(defaults.labels or "imagenet", classes, path)  # "imagenet" only when legacy
     return ModelContract(spec, labels, metadata.get("architecture", "unknown"))
+
+
+def _check_input_type(spec: InputSpec, input_type: str | None, path: Path) -> None:
+    wanted = UINT8_PIXELS if spec.uint8_pixels else "float32"
+    if input_type is None or input_type == wanted:
+        return
+    if input_type == UINT8_PIXELS:
+        raise StartupError(
+            f"model file {path} takes uint8 input, but its metadata has no input_dtype=uint8 to say it takes 0-255 "
+            "RGB pixels and preprocesses them itself: make it with `resnet-service export --from-onnx FILE "
+            "--uint8-input`"
+        )
+    raise StartupError(f"model file {path} takes {input_type} input; its metadata says {wanted}")
+
+
+# ONNX Runtime's names for the input element types the service can feed.
+_ONNX_TYPES = {"tensor(float)": "float32", "tensor(uint8)": UINT8_PIXELS}
 
 
 def session_contract(session: Any, path: Path, defaults: ContractDefaults | None = None) -> ModelContract:
@@ -277,4 +322,6 @@ def session_contract(session: Any, path: Path, defaults: ContractDefaults | None
     classes = model_output.shape[-1] if len(model_output.shape) == 2 else None
     if not isinstance(classes, int):
         raise StartupError(f"model file {path} gives {model_output.shape}, not [N, classes] probabilities")
-    return read_contract(session.get_modelmeta().custom_metadata_map, model_input.shape, classes, path, defaults)
+    input_type = _ONNX_TYPES.get(model_input.type, model_input.type)
+    metadata = session.get_modelmeta().custom_metadata_map
+    return read_contract(metadata, model_input.shape, classes, path, defaults, input_type)

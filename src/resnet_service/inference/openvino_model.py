@@ -40,6 +40,8 @@ Precision = Literal["fp32", "bf16"]
 _HINTS: dict[str, str] = {"fp32": "f32", "bf16": "bf16"}
 # What OPTIMIZATION_CAPABILITIES lists for a CPU that runs the precision natively.
 _CAPABILITIES: dict[str, str] = {"fp32": "FP32", "bf16": "BF16"}
+# OpenVINO's names for the input element types the service can feed.
+_ELEMENT_TYPES = {"f32": "float32", "u8": "uint8"}
 
 
 def openvino_installed() -> bool:
@@ -98,6 +100,8 @@ class OpenVinoModel:
     output_name: str
     output_shape: list[int | str]
     metadata: dict[str, str]
+    # float32, or uint8 for a model that takes pixels and preprocesses them itself.
+    input_type: str = "float32"
     batch_sizes: tuple[int, ...] = ()
     request_count: int = 0
     # Touched only on the event loop: the idle requests, and the runs waiting for one, oldest first.
@@ -148,6 +152,7 @@ class OpenVinoModel:
             output_name=_name(model_output),
             output_shape=_shape(model_output),
             metadata=_metadata(model),
+            input_type=_ELEMENT_TYPES.get(model_input.get_element_type().get_type_name(), "other"),
             request_count=requests,
         )
         loaded._requests = [compiled.create_infer_request() for _ in range(requests)]

@@ -1,10 +1,11 @@
-"""Upload bytes → the float32 tensor the model takes, as its ``InputSpec`` (from the model's metadata) says.
+"""Upload bytes → the tensor the model takes, as its ``InputSpec`` (from the model's metadata) says.
 
 For ResNet-50 that is what Keras does: PIL ``open`` → ``convert("RGB")`` when the mode is not RGB →
 ``resize((224, 224))`` → ``img_to_array`` → ``imagenet_utils.preprocess_input`` (caffe mode). A plain RGB upload
 goes through the same PIL and numpy operations here, so the tensor is bit-identical; only images that path handles
 badly (EXIF rotation, alpha, 16-bit) take a different, documented route. Other models get their own size, resize
-filter, colour order, means and scales, and layout.
+filter, colour order, means and scales, and layout. A model that preprocesses in its own graph gets the resized
+uint8 RGB pixels instead, and does the same arithmetic itself.
 """
 
 from __future__ import annotations
@@ -134,10 +135,13 @@ def _mean_plane(height: int, width: int, mean: tuple[float, float, float]) -> np
 
 
 def to_model_input(image: Image.Image, fast: bool = False, spec: InputSpec = RESNET50_INPUT) -> np.ndarray:
-    """RGB image → float32 ``spec.row_shape``: resized, channels ordered, ``(pixel - mean) / std``."""
+    """RGB image → ``spec.row_shape``: resized, then (float32) channels ordered, ``(pixel - mean) / std``, or
+    (uint8 pixels) as it is."""
     # Pillow's default filter is bicubic, as Keras' own path used it; keep it for parity. In fast mode a large
     # image is first box-reduced by an integer factor, which Pillow does far faster than bicubic.
     resized = image.resize((spec.width, spec.height), spec.resample, reducing_gap=3.0 if fast else None)
+    if spec.uint8_pixels:
+        return np.asarray(resized)
     if spec.colour_order == "BGR":
         # Pillow swaps the channels into a contiguous buffer, so numpy widens and centres it in one contiguous
         # pass, three times faster than through a reversed view.
@@ -156,7 +160,7 @@ def to_model_input(image: Image.Image, fast: bool = False, spec: InputSpec = RES
 
 
 def preprocess(data: bytes, max_pixels: int, fast: bool = False, spec: InputSpec = RESNET50_INPUT) -> np.ndarray:
-    """Encoded image bytes → float32 (1, *spec.row_shape) ready for the model; ``fast`` is RESNET_RESIZE=fast."""
+    """Encoded image bytes → (1, *spec.row_shape) ready for the model; ``fast`` is RESNET_RESIZE=fast."""
     return to_model_input(decode_image(data, max_pixels, fast, spec), fast, spec)[np.newaxis]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -117,6 +117,14 @@ def _parameter(value: pb.InferParameter) -> object:
     return getattr(value, choice) if choice is not None else None
 
 
+def _uint8_bytes(name: str, values: Sequence[int]) -> bytes:
+    """The protocol carries UINT8 contents as uint32s: refuse any that would wrap around."""
+    array = np.asarray(values, dtype=np.uint32)
+    if array.size and int(array.max()) > 255:
+        raise InvalidInferenceRequest(f"input '{name}': UINT8 contents must be from 0 to 255")
+    return array.astype(np.uint8).tobytes()
+
+
 def _parsed(request: pb.ModelInferRequest) -> tuple[InferenceRequest, dict[str, bytes | None]]:
     """The protobuf request as the HTTP route parses its JSON: the tensors, and each one's bytes."""
     raw = list(request.raw_input_contents)
@@ -129,6 +137,8 @@ def _parsed(request: pb.ModelInferRequest) -> tuple[InferenceRequest, dict[str, 
             sections[tensor.name] = raw[index]
         elif tensor.datatype == "BYTES":
             sections[tensor.name] = serialize_bytes(list(tensor.contents.bytes_contents))
+        elif tensor.datatype == "UINT8":
+            sections[tensor.name] = _uint8_bytes(tensor.name, tensor.contents.uint_contents)
         else:
             sections[tensor.name] = np.asarray(tensor.contents.fp32_contents, dtype="<f4").tobytes()
     if not inputs:

@@ -28,8 +28,8 @@ from resnet_service.v2.messages import (
     ResponseOutput,
     TensorMetadata,
     bytes_elements,
-    float_rows,
     serialize_bytes,
+    tensor_rows,
 )
 
 __all__ = ["answer", "check_version", "classify_tensors", "describe_model"]
@@ -54,7 +54,7 @@ def describe_model(served: ServedModel) -> ModelMetadata:
         parameters={"runtime": engine.runtime, "provider": engine.provider, "precision": engine.precision},
         inputs=[
             TensorMetadata(name=IMAGE_INPUT, datatype="BYTES", shape=[-1]),
-            TensorMetadata(name=TENSOR_INPUT, datatype="FP32", shape=[-1, *contract.input.row_shape]),
+            TensorMetadata(name=TENSOR_INPUT, datatype=contract.input.datatype, shape=[-1, *contract.input.row_shape]),
         ],
         outputs=[TensorMetadata(name=OUTPUT, datatype="FP32", shape=[-1, len(contract.labels.names)])],
     )
@@ -64,20 +64,22 @@ def classify_tensors(
     served: ServedModel, infer: InferenceRequest, sections: dict[str, bytes | None], slot: Slot
 ) -> Awaitable[list[Classified | ServiceError]]:
     """The request's one input, checked, as the pipeline's work: encoded images or preprocessed rows."""
-    pipeline, row_shape = served.pipeline, served.engine.contract.input.row_shape
+    pipeline, spec = served.pipeline, served.engine.contract.input
+    row_shape, datatype = spec.row_shape, spec.datatype
     if len(infer.inputs) != 1:
         raise InvalidInferenceRequest(f"send exactly one input, '{IMAGE_INPUT}' or '{TENSOR_INPUT}'")
     (tensor,) = infer.inputs
     if tensor.name == IMAGE_INPUT and tensor.datatype == "BYTES":
         items: list[Any] = bytes_elements(tensor, sections.get(tensor.name))
         work: Any = pipeline.classify_image
-    elif tensor.name == TENSOR_INPUT and tensor.datatype == "FP32":
-        items = list(float_rows(tensor, sections.get(tensor.name), row_shape)[:, np.newaxis])
+    elif tensor.name == TENSOR_INPUT and tensor.datatype == datatype:
+        items = list(tensor_rows(tensor, sections.get(tensor.name), row_shape, datatype)[:, np.newaxis])
         work = pipeline.run_row
     else:
+        pixels = " (resized 0-255 RGB pixels: this model preprocesses them itself)" if spec.uint8_pixels else ""
         raise InvalidInferenceRequest(
             f"unknown input '{tensor.name}' ({tensor.datatype}): send '{IMAGE_INPUT}' (BYTES [N]) "
-            f"or '{TENSOR_INPUT}' (FP32 [N, {', '.join(map(str, row_shape))}])"
+            f"or '{TENSOR_INPUT}' ({datatype} [N, {', '.join(map(str, row_shape))}]{pixels})"
         )
     if not items:
         raise InvalidInferenceRequest(f"input '{tensor.name}' is empty")

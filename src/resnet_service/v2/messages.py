@@ -35,7 +35,7 @@ __all__ = [
     "TensorMetadata",
     "V2Error",
     "bytes_elements",
-    "float_rows",
+    "tensor_rows",
     "serialize_bytes",
     "inline_json_schema",
 ]
@@ -184,31 +184,40 @@ def bytes_elements(tensor: RequestInput, raw: bytes | None) -> list[bytes]:
     return elements
 
 
-def float_rows(tensor: RequestInput, raw: bytes | None, row_shape: tuple[int, ...]) -> np.ndarray:
-    """An FP32 tensor of shape [N, *row_shape], from the binary section or ``data``."""
+# The row element types a model can take: float32 tensors, or uint8 pixels for one that preprocesses itself.
+_ROW_TYPES: dict[str, np.dtype] = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
+
+
+def tensor_rows(tensor: RequestInput, raw: bytes | None, row_shape: tuple[int, ...], datatype: str) -> np.ndarray:
+    """A ``datatype`` (FP32 or UINT8) tensor of shape [N, *row_shape], from the binary section or ``data``."""
     if len(tensor.shape) != 1 + len(row_shape) or tuple(tensor.shape[1:]) != row_shape:
         raise InvalidInferenceRequest(
             f"input '{tensor.name}' must have shape [N, {', '.join(map(str, row_shape))}], not {tensor.shape}"
         )
+    dtype = _ROW_TYPES[datatype]
     count = _count(tensor.shape)
     if raw is not None:
-        if len(raw) != count * 4:
+        if len(raw) != count * dtype.itemsize:
             raise InvalidInferenceRequest(
-                f"input '{tensor.name}': shape {tensor.shape} needs {count * 4} bytes of FP32, got {len(raw)}"
+                f"input '{tensor.name}': shape {tensor.shape} needs {count * dtype.itemsize} bytes of {datatype}, "
+                f"got {len(raw)}"
             )
-        array = np.frombuffer(raw, dtype="<f4")
+        array = np.frombuffer(raw, dtype=dtype)
     else:
         try:
-            array = np.asarray(_flatten(tensor.data or []), dtype=np.float32)
+            values = np.asarray(_flatten(tensor.data or []), dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise InvalidInferenceRequest(f"input '{tensor.name}': data is not a list of numbers ({exc})") from exc
-        if array.size != count:
+        if values.size != count:
             raise InvalidInferenceRequest(
-                f"input '{tensor.name}' has shape {tensor.shape} ({count} elements) but carries {array.size}"
+                f"input '{tensor.name}' has shape {tensor.shape} ({count} elements) but carries {values.size}"
             )
-    if not np.isfinite(array).all():
+        if datatype == "UINT8" and not (np.all(values == np.rint(values)) and np.all((values >= 0) & (values <= 255))):
+            raise InvalidInferenceRequest(f"input '{tensor.name}': UINT8 data must be whole numbers from 0 to 255")
+        array = values.astype(dtype)
+    if datatype == "FP32" and not np.isfinite(array).all():
         raise InvalidInferenceRequest(f"input '{tensor.name}' has NaN or infinite values")
-    return array.astype(np.float32, copy=False).reshape(tensor.shape)
+    return array.astype(dtype.newbyteorder("="), copy=False).reshape(tensor.shape)
 
 
 def serialize_bytes(elements: list[bytes]) -> bytes:

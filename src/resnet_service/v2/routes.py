@@ -1,10 +1,11 @@
 """Open Inference Protocol v2 for every served model: what Triton and KServe clients, probes and tools speak.
 
 ``POST /v2/models/{name}/infer`` takes one input: ``image`` (BYTES [N], encoded image files, preprocessed here
-exactly as /predict does) or ``input`` (FP32 [N, *the model's row shape], already preprocessed). It answers
-``probabilities`` (FP32 [N, classes]), or with ``"classification": k`` on the output, BYTES [N, k] strings
-``"score:index:label"``. JSON and the binary tensor data extension both work, either way round. The model
-repository extension lists, loads and unloads models.
+exactly as /predict does) or ``input`` (FP32 [N, *the model's row shape], already preprocessed, or UINT8
+[N, H, W, 3] resized pixels for a model that preprocesses them itself). It answers ``probabilities`` (FP32
+[N, classes]), or with ``"classification": k`` on the output, BYTES [N, k] strings ``"score:index:label"``. JSON
+and the binary tensor data extension both work, either way round. The model repository extension lists, loads and
+unloads models.
 """
 
 from __future__ import annotations

@@ -10,11 +10,14 @@ import asyncio
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
+from resnet_service.export.uint8_input import to_uint8_input
 from resnet_service.inference.device_runner import DeviceRunner
 from resnet_service.inference.engine import CudaOptions, Engine
+from resnet_service.inference.model_contract import InputSpec
 
 
 def _rows(count: int, seed: int) -> list[np.ndarray]:
@@ -39,6 +42,17 @@ def test_a_padded_bound_run_gives_each_row_what_an_unpadded_run_gives(session: o
     probabilities = runner.run(rows)
     assert probabilities.shape == (3, 1000)
     np.testing.assert_allclose(probabilities, _direct(session, rows), atol=1e-6)
+    runner.close()
+
+
+def test_a_model_that_takes_uint8_pixels_gets_uint8_device_buffers_a_quarter_the_size(model_path: Path) -> None:
+    uint8 = to_uint8_input(onnx.load(str(model_path)), InputSpec()).SerializeToString()
+    session = ort.InferenceSession(uint8, providers=["CPUExecutionProvider"])
+    runner = DeviceRunner(dict.fromkeys((1, 4), session), device="cpu")
+    pixels = [np.random.default_rng(seed).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8) for seed in range(3)]
+    buffers = runner._buffers[4]
+    assert buffers.host.dtype == np.uint8 and buffers.host.nbytes == 4 * 224 * 224 * 3
+    np.testing.assert_allclose(runner.run(pixels), _direct(session, pixels), atol=1e-6)
     runner.close()
 
 
