@@ -25,7 +25,7 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = {"model_path": args.model, "model_dir": args.model_dir, "workers": args.workers}
     settings = Settings(**{name: value for name, value in overrides.items() if value is not None})
     log_config = logging_config(settings.log_format, args.log_level)
-    if settings.workers > 1:
+    if settings.workers > 1 or settings.model_process:
         return serve_workers(settings, args.host, args.port, args.log_level, log_config)
     return serve(create_app(settings), settings, args.host, args.port, args.log_level, log_config)
 

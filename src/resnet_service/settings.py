@@ -148,6 +148,16 @@ class Settings(BaseSettings):
         "queue (RESNET_MAX_QUEUE each). One Python process tops out at a few hundred requests a second however "
         "many cores it has; more workers use more cores, at one model copy each in memory.",
     )
+    model_process: bool = Field(
+        False,
+        description="One more process holds the models and runs every worker's batches, so there is one model "
+        "copy and a batch fills from all the workers' requests (RESNET_WORKERS); the rows travel to it through "
+        "shared memory. Meant for a GPU, where each model copy competes for the one device.",
+    )
+    model_process_socket: Path | None = Field(
+        None,
+        description="Set by `serve` for its workers when RESNET_MODEL_PROCESS is on: the model process's socket.",
+    )
     intra_op_threads: int = Field(
         default_factory=_cpus_per_worker,
         ge=1,

@@ -42,9 +42,16 @@ class Runtime:
         return cls(settings, metrics, policy, tracing=start_tracing(settings, span_exporter))
 
     @property
+    def state(self) -> Status:
+        """The status as probes report it: unavailable once a model's process is gone."""
+        if self.status is Status.READY and self.models is not None and not self.models.connected:
+            return Status.UNAVAILABLE
+        return self.status
+
+    @property
     def ready(self) -> bool:
         """The one readiness answer, for /health/ready and /v2/health/ready."""
-        return self.status is Status.READY
+        return self.state is Status.READY
 
     def serving(self) -> ModelRepository:
         """The models, once loaded; while stopping, requests that still reach the app are served to drain them."""

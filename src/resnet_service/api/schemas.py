@@ -144,6 +144,8 @@ class Status(StrEnum):
     READY = "ready"
     # Readiness answers 503 so balancers stop sending; requests already in are still served.
     STOPPING = "stopping"
+    # With RESNET_MODEL_PROCESS: the model process is gone, so nothing can be classified.
+    UNAVAILABLE = "unavailable"
 
 
 class Health(BaseModel):

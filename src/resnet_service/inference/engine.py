@@ -23,8 +23,18 @@ from resnet_service.inference.decode_gate import DecodeGate
 from resnet_service.inference.device_runner import DeviceRunner
 from resnet_service.inference.model_contract import ContractDefaults, ModelContract, read_contract, session_contract
 from resnet_service.inference.openvino_model import OpenVinoModel, Precision, openvino_installed
+from resnet_service.settings import Settings
 
-__all__ = ["CudaOptions", "Engine", "ModelRuntime", "check_provider", "choose_providers", "choose_runtime"]
+__all__ = [
+    "CudaOptions",
+    "Engine",
+    "ModelRuntime",
+    "ModelFacts",
+    "load_engine",
+    "check_provider",
+    "choose_providers",
+    "choose_runtime",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -139,13 +149,10 @@ def _resolve_sizes(spec: str | Sequence[int], max_batch_size: int, provider: str
     return model_batch_sizes(spec, max_batch_size)
 
 
-@dataclass
-class Engine:
-    """One model on its runtime: an ONNX Runtime session and the one thread its runs go through, or an OpenVINO
-    compiled model and its asynchronous infer requests."""
+@dataclass(kw_only=True)
+class ModelFacts:
+    """What the routes, /health, the log and the metrics read from a loaded model, wherever it runs."""
 
-    # None when OpenVINO runs the model.
-    session: ort.InferenceSession | None
     path: Path
     provider: str
     input_name: str
@@ -156,15 +163,38 @@ class Engine:
     contract: ModelContract
     # The batch sizes the model runs at; a batch is padded up to the next one.
     batch_sizes: tuple[int, ...]
+    # Seconds the last warm-up took: the cold start that running every batch size once adds.
+    warm_up_s: float = 0.0
+    runtime: str = ONNXRUNTIME
+    precision: str = "fp32"
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        # Hashing 100 MB takes about 0.1 s: done on the first /health call, not during the cold start.
+        return file_sha256(self.path)
+
+    @property
+    def weights(self) -> str:
+        """Where the weights came from, as the export recorded it: imagenet, random (seed N), or a file."""
+        return self.metadata.get("weights", "unknown: the file has no export provenance")
+
+    @property
+    def random_weights(self) -> bool:
+        return self.metadata.get("random_weights", "false") == "true"
+
+
+@dataclass(kw_only=True)
+class Engine(ModelFacts):
+    """One model on its runtime: an ONNX Runtime session and the one thread its runs go through, or an OpenVINO
+    compiled model and its asynchronous infer requests."""
+
+    # None when OpenVINO runs the model.
+    session: ort.InferenceSession | None
     _executor: ThreadPoolExecutor = field(repr=False)
     # On a GPU: fixed device buffers per batch size (and CUDA graphs when enabled) instead of session.run.
     runner: DeviceRunner | None = field(default=None, repr=False)
     # Told when a run starts and ends, so decoding gives way to the model while it runs on the CPU.
     gate: DecodeGate | None = field(default=None, repr=False)
-    # Seconds the last warm_up() took: the cold start that running every batch size once adds.
-    warm_up_s: float = 0.0
-    runtime: str = ONNXRUNTIME
-    precision: Precision = "fp32"
     openvino: OpenVinoModel | None = field(default=None, repr=False)
 
     @classmethod
@@ -296,19 +326,10 @@ class Engine:
         )
         return engine
 
-    @functools.cached_property
-    def sha256(self) -> str:
-        # Hashing 100 MB takes about 0.1 s: done on the first /health call, not during the cold start.
-        return file_sha256(self.path)
-
     @property
-    def weights(self) -> str:
-        """Where the weights came from, as the export recorded it: imagenet, random (seed N), or a file."""
-        return self.metadata.get("weights", "unknown: the file has no export provenance")
-
-    @property
-    def random_weights(self) -> bool:
-        return self.metadata.get("random_weights", "false") == "true"
+    def connected(self) -> bool:
+        """Whether runs can reach the model: always, in this process."""
+        return True
 
     @property
     def in_flight(self) -> int:
@@ -389,3 +410,20 @@ class Engine:
             self.runner.close()
         if self.openvino is not None:
             self.openvino.close()
+
+
+def load_engine(path: Path, settings: Settings, defaults: ContractDefaults | None = None) -> Engine:
+    """``Engine.load`` as the settings say: device, threads, batch sizes, CUDA options, runtime and precision."""
+    return Engine.load(
+        path,
+        device=settings.device,
+        intra_op_threads=settings.intra_op_threads,
+        spinning=settings.intra_op_spinning,
+        batch_sizes=settings.batch_sizes,
+        max_batch_size=settings.max_batch_size,
+        cuda=CudaOptions(settings.cuda_conv_algo_search, settings.cuda_graphs, settings.cuda_prefer_nhwc),
+        defaults=defaults,
+        runtime=settings.runtime,
+        precision=settings.precision,
+        in_flight=settings.batches_in_flight,
+    )

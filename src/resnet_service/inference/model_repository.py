@@ -29,8 +29,9 @@ from resnet_service.errors import (
 )
 from resnet_service.inference.batcher import DynamicBatcher
 from resnet_service.inference.decode_gate import DecodeGate
-from resnet_service.inference.engine import CudaOptions, Engine
+from resnet_service.inference.engine import Engine, load_engine
 from resnet_service.inference.model_contract import ContractDefaults
+from resnet_service.inference.model_process.remote_engine import RemoteEngine
 from resnet_service.inference.pipeline import Pipeline
 from resnet_service.metrics import Metrics
 from resnet_service.settings import Settings
@@ -84,7 +85,7 @@ class ServedModel:
     """One loaded version of a model, and the requests using it."""
 
     def __init__(
-        self, name: str, version: int, signature: Signature | None, engine: Engine, pipeline: Pipeline
+        self, name: str, version: int, signature: Signature | None, engine: Engine | RemoteEngine, pipeline: Pipeline
     ) -> None:
         self.name = name
         self.version = version
@@ -239,21 +240,12 @@ class ModelRepository:
         started = time.perf_counter()
         signature = _signature(path)
         settings = self.settings
-        engine = await asyncio.to_thread(
-            Engine.load,
-            path,
-            device=settings.device,
-            intra_op_threads=settings.intra_op_threads,
-            spinning=settings.intra_op_spinning,
-            batch_sizes=settings.batch_sizes,
-            max_batch_size=settings.max_batch_size,
-            cuda=CudaOptions(settings.cuda_conv_algo_search, settings.cuda_graphs, settings.cuda_prefer_nhwc),
-            defaults=self._defaults,
-            runtime=settings.runtime,
-            precision=settings.precision,
-            in_flight=settings.batches_in_flight,
-        )
-        engine.gate = self.gate
+        engine: Engine | RemoteEngine
+        if settings.model_process_socket is not None:
+            engine = await RemoteEngine.open(settings.model_process_socket, path, self._defaults)
+        else:
+            engine = await asyncio.to_thread(load_engine, path, settings, self._defaults)
+            engine.gate = self.gate
         model_metrics = self.metrics.for_model(name)
         spans = self._stage_spans(name)
         batcher = DynamicBatcher(
@@ -335,6 +327,11 @@ class ModelRepository:
             self.metrics.forget_model(name)
             self._retire(served)
             logger.info("unloaded model %s version %d", name, served.version)
+
+    @property
+    def connected(self) -> bool:
+        """Whether every model can run: False once the model process serving them is gone."""
+        return all(served.engine.connected for served in self.models.values())
 
     def depths(self) -> dict[str, int]:
         return {name: served.batcher.waiting for name, served in self.models.items()}

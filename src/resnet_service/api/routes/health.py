@@ -73,10 +73,12 @@ async def live() -> Liveness:
     "/health/ready",
     response_model=Readiness,
     summary="Readiness: 200 once the model is loaded and warmed up, else 503",
-    responses={503: {"model": Readiness, "description": "Starting or stopping."}},
+    responses={
+        503: {"model": Readiness, "description": "Starting, stopping, or unavailable (the model process is gone)."}
+    },
 )
 async def ready(runtime: RuntimeDep) -> JSONResponse:
-    answer = Readiness(status=runtime.status).model_dump()
+    answer = Readiness(status=runtime.state).model_dump()
     return JSONResponse(answer, status_code=200 if runtime.ready else 503)
 
 
@@ -90,7 +92,7 @@ def health(runtime: RuntimeDep) -> Health:
         failures = {name: f.message for name, f in models.failures.items() if name not in models.models}
     random = [info.name for info in infos if info.random_weights]
     return Health(
-        status=runtime.status,
+        status=runtime.state,
         version=metadata.version("resnet-service"),
         model=next((info for info in infos if models and info.name == models.default_name), None),
         models=infos,
