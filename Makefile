@@ -51,11 +51,12 @@ compose-check: install-dev $(COMPOSE_PLUGIN)
 # About a minute, without TensorFlow, nginx or chromium: the tests that serve the stand-in model, less the load,
 # fuzzing and multi-worker ones.
 test-fast: $(VENV)/.installed-fast
-	$(BIN)/python -m pytest -m "not export and not stack and not browser and not slow and not compose"
+	$(BIN)/python -m pytest -m "not export and not stack and not browser and not slow and not compose and not process"
 
 lint: install-dev
 	$(BIN)/ruff check src scripts tests bench
 	$(BIN)/ruff format --check src scripts tests bench
+	$(BIN)/lint-imports
 
 model: install $(MODEL)
 

@@ -32,7 +32,7 @@ from bench.null_model import write_null_model
 from bench.profile import profile_service
 from bench.quick import free_port, multipart, photo_jpeg
 from bench.run import provenance, raw_onnxruntime, wrk
-from resnet_service.probe import wait_until_ready
+from resnet_service.process.probe import wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -110,7 +110,7 @@ def service(
     model: Path, env: dict[str, str] | None = None, name: str = "resnet-service", log_path: Path | None = None
 ) -> ExitStack:
     port = free_port()
-    command = [sys.executable, "-m", "resnet_service.cli", "serve", "--port", str(port), "--model", str(model)]
+    command = [sys.executable, "-m", "resnet_service.process.cli", "serve", "--port", str(port), "--model", str(model)]
     return running(name, command, "/health/ready", port, env or {}, log_path)
 
 

@@ -23,8 +23,11 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("resize (Pillow bicubic)", ("resize (PIL/Image.py",)),
     ("normalise (BGR, float32, mean)", ("to_model_input", "merge (PIL/Image.py", "split (PIL/Image.py", "numpy/")),
     ("decode (Pillow, libjpeg-turbo)", ("PIL/",)),
-    ("logs and metrics", ("prometheus_client/", "logging/", "resnet_service/log.py", "resnet_service/api/observe.py")),
-    ("multipart", ("python_multipart/", "resnet_service/api/upload.py")),
+    (
+        "logs and metrics",
+        ("prometheus_client/", "logging/", "resnet_service/core/log.py", "resnet_service/web/observe.py"),
+    ),
+    ("multipart", ("python_multipart/", "resnet_service/web/upload.py")),
     (
         "batching and thread hops",
         (

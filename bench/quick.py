@@ -29,9 +29,9 @@ import onnxruntime as ort
 from PIL import Image
 from skimage import data
 
+from resnet_service.core.settings import available_cpus
 from resnet_service.inference.preprocessing import preprocess
-from resnet_service.probe import NotReady, wait_until_ready
-from resnet_service.settings import available_cpus
+from resnet_service.process.probe import NotReady, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 BOUNDARY = "benchboundary"
@@ -68,7 +68,7 @@ def start_server(model: Path, settings: dict[str, str] | None = None) -> tuple[s
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("RESNET_")}, **(settings or {})}
     started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", "resnet_service.cli", "serve", "--port", str(port), "--model", str(model)],
+        [sys.executable, "-m", "resnet_service.process.cli", "serve", "--port", str(port), "--model", str(model)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

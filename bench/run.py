@@ -38,8 +38,8 @@ from PIL import Image
 from skimage import data
 
 from bench.quick import BOUNDARY, multipart, rss_mb, start_server, start_stack
+from resnet_service.core.settings import Settings
 from resnet_service.inference.preprocessing import preprocess
-from resnet_service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 2, 4, 8, 16, 32)

@@ -30,10 +30,10 @@ import onnxruntime as ort
 from bench.quick import multipart, start_stack
 from bench.run import ROOT, photos, provenance, wrk
 from bench.side_by_side import save
-from resnet_service.errors import StartupError
+from resnet_service.core.errors import StartupError
+from resnet_service.core.settings import Settings
 from resnet_service.inference.openvino_model import OpenVinoModel, openvino_installed
 from resnet_service.inference.preprocessing import preprocess
-from resnet_service.settings import Settings
 
 # Each variant: the model file's role, RESNET_RUNTIME, RESNET_PRECISION; each runs raw and as the service.
 VARIANTS = {

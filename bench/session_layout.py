@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from resnet_service.settings import available_cpus
+from resnet_service.core.settings import available_cpus
 
 
 def session(model: Path, threads: int) -> ort.InferenceSession:

@@ -27,11 +27,11 @@ import onnx
 from bench.quick import multipart, start_server
 from bench.run import photos, provenance, wrk
 from bench.side_by_side import arguments, interleave, medians_table, save
+from resnet_service.core.settings import Settings
 from resnet_service.export.uint8_input import to_uint8_input
 from resnet_service.inference.engine import Engine
 from resnet_service.inference.model_contract import InputSpec
 from resnet_service.inference.preprocessing import preprocess
-from resnet_service.settings import Settings
 
 VARIANTS = ("float32 input", "uint8 pixels")
 

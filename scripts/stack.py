@@ -23,8 +23,8 @@ import threading
 from pathlib import Path
 from typing import IO
 
-from resnet_service.api.upload import MULTIPART_OVERHEAD_BYTES
-from resnet_service.probe import NotReady, wait_until_ready
+from resnet_service.process.probe import NotReady, wait_until_ready
+from resnet_service.web.upload import MULTIPART_OVERHEAD_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -137,7 +137,16 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
 
-    serve = [sys.executable, "-m", "resnet_service.cli", "serve", "--host", "127.0.0.1", "--port", str(args.api_port)]
+    serve = [
+        sys.executable,
+        "-m",
+        "resnet_service.process.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.api_port),
+    ]
     model = ["--model", str(args.model)] if args.model else []
     api = start("api", [*serve, *model], run_dir, env={"RESNET_GRPC_PORT": str(args.grpc_port)})
     wait_ready(f"http://127.0.0.1:{args.api_port}/health/ready", api, timeout=120)

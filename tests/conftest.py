@@ -28,7 +28,7 @@ from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from resnet_service import Settings, create_app
-from resnet_service.probe import NotReady, wait_until_ready
+from resnet_service.process.probe import NotReady, wait_until_ready
 from tests.support.images import write_parity_images
 from tests.support.stand_in_model import write_stand_in_model
 
@@ -56,6 +56,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if EXPORT_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.export)
+        # The end-to-end tests run real servers; the fast tier stays in process.
+        if item.path.is_relative_to(ROOT / "tests/e2e"):
+            item.add_marker(pytest.mark.process)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
@@ -145,11 +148,17 @@ def settings(model_path: Path, clean_env: None) -> Settings:
     return Settings(model_path=model_path)
 
 
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    # Inside `with`, the lifespan runs: the real model loads and warms up.
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
+@pytest.fixture(scope="module")
+def client(model_path: Path) -> Iterator[TestClient]:
+    """One served app per test module, on the stand-in model and the default settings; tests that change the
+    settings build their own."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name in list(os.environ):
+            if name.startswith(SETTING_PREFIXES):
+                monkeypatch.delenv(name)
+        # Inside `with`, the lifespan runs: the real model loads and warms up.
+        with TestClient(create_app(Settings(model_path=model_path))) as test_client:
+            yield test_client
 
 
 def free_port() -> int:
@@ -168,7 +177,7 @@ class LiveServer:
 
 
 def serve_command(model: Path, port: int) -> list[str]:
-    return [sys.executable, "-m", "resnet_service.cli", "serve", "--port", str(port), "--model", str(model)]
+    return [sys.executable, "-m", "resnet_service.process.cli", "serve", "--port", str(port), "--model", str(model)]
 
 
 def server_env(env: dict[str, str] | None = None) -> dict[str, str]:

@@ -49,9 +49,19 @@ def foreign(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.process
 def test_serve_refuses_it_naming_the_missing_keys(foreign: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "resnet_service.cli", "serve", "--port", str(free_port()), "--model", str(foreign)],
+        [
+            sys.executable,
+            "-m",
+            "resnet_service.process.cli",
+            "serve",
+            "--port",
+            str(free_port()),
+            "--model",
+            str(foreign),
+        ],
         env=server_env(),
         capture_output=True,
         text=True,

@@ -14,10 +14,10 @@ import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
 from resnet_service import Settings
-from resnet_service.api.runtime import runtime_of
 from resnet_service.inference.labels import Labels
 from resnet_service.inference.preprocessing import preprocess
 from resnet_service.v2.inference import PLATFORMS
+from resnet_service.web.runtime import runtime_of
 from tests.conftest import ThreadedServer, free_port, threaded_server
 from tests.support.faulty_model import write_faulty_model
 from tests.support.images import encode, image_tensor, photo

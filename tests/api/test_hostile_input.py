@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from resnet_service.api.upload import MAX_PART_HEADER_BYTES
+from resnet_service.web.upload import MAX_PART_HEADER_BYTES
 from tests.support.errors import assert_error
 from tests.support.hostile import broken_uploads, odd_images
 from tests.support.images import encode, photo

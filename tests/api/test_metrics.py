@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from resnet_service import Settings, create_app
 from tests.support.images import encode, photo
 from tests.support.runtimes import AUTO_ON_CPU, PROVIDERS
 
 JPEG = encode(photo("chelsea"), "JPEG", quality=90)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """A fresh app per test: the counts asserted here start from zero."""
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
 
 
 def _samples(client: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from resnet_service.api.app import create_app
+from resnet_service.app import create_app
+from resnet_service.core.settings import Settings
 from resnet_service.inference.model_process.host import ModelHost
-from resnet_service.settings import Settings
 from tests.conftest import ROOT
 
 CAT = (ROOT / "tests/data/cat.jpg").read_bytes()

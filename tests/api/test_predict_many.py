@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from resnet_service import Settings, create_app
-from resnet_service.api.runtime import runtime_of
+from resnet_service.web.runtime import runtime_of
 from tests.support.errors import assert_error
 from tests.support.images import encode, photo
 

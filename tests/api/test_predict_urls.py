@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from resnet_service import Settings, create_app
-from resnet_service.api.url_fetch import UrlPolicy
+from resnet_service.web.url_fetch import UrlPolicy
 from tests.support.errors import assert_error
 from tests.support.images import encode, photo
 

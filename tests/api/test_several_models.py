@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.null_model import write_null_model
 from resnet_service import Settings, create_app
-from resnet_service.api.runtime import runtime_of
-from resnet_service.errors import StartupError
+from resnet_service.core.errors import StartupError
+from resnet_service.web.runtime import runtime_of
 from tests.support.images import encode, photo
 
 JPEG = encode(photo("chelsea"), "JPEG")

@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
 from resnet_service import Settings, create_app
-from resnet_service.api.runtime import runtime_of
-from resnet_service.tracing import start_tracing
+from resnet_service.core.tracing import start_tracing
+from resnet_service.web.runtime import runtime_of
 from tests.conftest import free_port, threaded_server
 from tests.support.images import encode, image_tensor, photo
 
@@ -200,12 +200,13 @@ def test_grpc_calls_continue_the_trace_in_their_metadata(
     assert not [span for span in spans if span.name.endswith("ServerReady")]
 
 
+@pytest.mark.process
 def test_traces_are_off_by_default_and_the_sdk_is_not_even_imported(model_path: Path) -> None:
     script = (
         "import sys\n"
         "from fastapi.testclient import TestClient\n"
         "from resnet_service import Settings, create_app\n"
-        "from resnet_service.api.runtime import runtime_of\n"
+        "from resnet_service.web.runtime import runtime_of\n"
         f"app = create_app(Settings(model_path={str(model_path)!r}))\n"
         "with TestClient(app) as client:\n"
         "    assert client.post('/predict', files={'image': open(sys.argv[1], 'rb')}).status_code == 200\n"

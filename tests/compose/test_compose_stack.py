@@ -20,7 +20,7 @@ import tritonclient.grpc as triton_grpc
 import yaml
 
 from resnet_service import Settings
-from resnet_service.local import classify_files
+from resnet_service.process.local import classify_files
 from tests.support.compose_stack import API_PORT, NGINX_GRPC_PORT, ComposeStack
 from tests.support.errors import assert_nginx_error
 from tests.support.images import encode, image_tensor, photo

@@ -17,7 +17,7 @@ from tests.support.images import encode, photo
 
 def _cli(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "resnet_service.cli", *arguments],
+        [sys.executable, "-m", "resnet_service.process.cli", *arguments],
         capture_output=True,
         text=True,
         timeout=120,
@@ -81,7 +81,7 @@ def test_help_of_every_command_is_useful(command: tuple[str, ...], expected: str
 def test_the_command_line_loads_no_serving_library_until_a_command_runs() -> None:
     # What makes `resnet-service --help` answer at once: the package and the CLI import only the standard library.
     heavy = ("onnxruntime", "fastapi", "numpy", "PIL")
-    code = f"import sys, resnet_service.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    code = f"import sys, resnet_service.process.cli; print([m for m in {heavy!r} if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=server_env())
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from resnet_service.exit_status import MODEL_PROCESS_LOST
+from resnet_service.core.exit_status import MODEL_PROCESS_LOST
 from tests.conftest import start_server, stop_server
 from tests.e2e.test_workers import _uploads, _workers
 from tests.support.runtimes import AUTO_ON_CPU, PROVIDERS

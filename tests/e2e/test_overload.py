@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from resnet_service import Settings
-from resnet_service.api.runtime import runtime_of
+from resnet_service.web.runtime import runtime_of
 from tests.conftest import start_server, stop_server, threaded_server
 from tests.support.images import encode, photo
 from tests.support.load import between_unloaded, holding_goodput, run_load, upload_request

@@ -15,8 +15,8 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from resnet_service import Settings, create_app
-from resnet_service.exit_status import STARTUP_FAILURE
-from resnet_service.server import DrainingServer
+from resnet_service.core.exit_status import STARTUP_FAILURE
+from resnet_service.process.server import DrainingServer
 from tests.conftest import free_port, serve_command, server_env, start_server
 from tests.support.images import encode, photo
 from tests.support.load import upload_status

@@ -20,7 +20,7 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from bench.otlp_receiver import SpanStore, grpc_receiver
-from resnet_service.probe import NotReady, wait_until_ready
+from resnet_service.process.probe import NotReady, wait_until_ready
 from tests.conftest import ROOT, free_port
 from tests.support.errors import assert_error, assert_nginx_error
 from tests.support.images import encode, image_tensor, photo

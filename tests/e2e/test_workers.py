@@ -15,7 +15,7 @@ import httpx
 import pytest
 import tritonclient.grpc as triton_grpc
 
-from resnet_service.exit_status import STARTUP_FAILURE
+from resnet_service.core.exit_status import STARTUP_FAILURE
 from tests.conftest import free_port, serve_command, server_env, start_server, stop_server
 from tests.support.images import encode, image_tensor, photo
 from tests.support.load import upload_status

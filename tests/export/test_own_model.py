@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from resnet_service import Settings, create_app
-from resnet_service.errors import StartupError
+from resnet_service.core.errors import StartupError
 from resnet_service.export.own_model import OwnModelRefused, read_labels
 from resnet_service.inference.model_contract import labels_digest
 from tests.conftest import KerasReference

@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from bench.null_model import save_self_described
-from resnet_service.errors import StartupError
+from resnet_service.core.errors import StartupError
 from resnet_service.export.uint8_input import pixels_and_tensors, to_uint8_input
 from resnet_service.inference.engine import Engine
 from resnet_service.inference.labels import Labels
@@ -135,6 +135,7 @@ def _export(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
 
 
+@pytest.mark.process
 def test_the_cli_writes_a_verified_uint8_copy_beside_the_file_and_refuses_misuse(
     tmp_path: Path, model_path: Path
 ) -> None:

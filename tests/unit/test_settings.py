@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from resnet_service import settings as settings_module
-from resnet_service.settings import Settings, available_cpus
+from resnet_service.core import settings as settings_module
+from resnet_service.core.settings import Settings, available_cpus
 from tests.conftest import ROOT
 
 

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from resnet_service.digest import file_sha256
-from resnet_service.errors import StartupError
-from resnet_service.exit_status import WEIGHTS_UNAVAILABLE
+from resnet_service.core.digest import file_sha256
+from resnet_service.core.errors import StartupError
+from resnet_service.core.exit_status import WEIGHTS_UNAVAILABLE
 from resnet_service.export.architectures import ARCHITECTURES, Architecture, architecture
 from resnet_service.export.own_model import OwnModelRefused
 from resnet_service.inference.labels import Labels

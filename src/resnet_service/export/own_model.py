@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from resnet_service.digest import file_sha256
+from resnet_service.core.digest import file_sha256
 from resnet_service.inference.labels import read_label_file
 
 if TYPE_CHECKING:

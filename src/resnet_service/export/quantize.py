@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from resnet_service.errors import ServiceError, StartupError
+from resnet_service.core.errors import ServiceError, StartupError
 from resnet_service.inference.model_contract import InputSpec, session_contract
 from resnet_service.inference.preprocessing import preprocess
 

@@ -16,14 +16,14 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
-from resnet_service.digest import file_sha256
-from resnet_service.errors import InferenceFailed, StartupError
+from resnet_service.core.digest import file_sha256
+from resnet_service.core.errors import InferenceFailed, StartupError
+from resnet_service.core.settings import Settings
 from resnet_service.inference.batch_sizes import EVERY, POWERS_OF_TWO, model_batch_sizes, padded_size, stack_padded
 from resnet_service.inference.decode_gate import DecodeGate
 from resnet_service.inference.device_runner import DeviceRunner
 from resnet_service.inference.model_contract import ContractDefaults, ModelContract, read_contract, session_contract
 from resnet_service.inference.openvino_model import OpenVinoModel, Precision, openvino_installed
-from resnet_service.settings import Settings
 
 __all__ = [
     "CudaOptions",

@@ -19,7 +19,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 from PIL import Image
 
-from resnet_service.errors import StartupError
+from resnet_service.core.errors import StartupError
 from resnet_service.inference.labels import Labels, read_label_file
 
 __all__ = [

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from resnet_service.errors import (
+from resnet_service.core.errors import (
     ModelControlRefused,
     ModelLoadFailed,
     ModelNotFound,
@@ -27,14 +27,14 @@ from resnet_service.errors import (
     ServiceError,
     StartupError,
 )
+from resnet_service.core.metrics import Metrics
+from resnet_service.core.settings import Settings
 from resnet_service.inference.batcher import DynamicBatcher
 from resnet_service.inference.decode_gate import DecodeGate
 from resnet_service.inference.engine import Engine, load_engine
 from resnet_service.inference.model_contract import ContractDefaults
 from resnet_service.inference.model_process.remote_engine import RemoteEngine
 from resnet_service.inference.pipeline import Pipeline
-from resnet_service.metrics import Metrics
-from resnet_service.settings import Settings
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from resnet_service.errors import StartupError
+from resnet_service.core.errors import StartupError
 from resnet_service.inference.batch_sizes import padded_size, stack_padded
 
 if TYPE_CHECKING:

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from resnet_service.errors import DeadlineExceeded, Overloaded, ServiceError, TooManyImages
+from resnet_service.core.errors import DeadlineExceeded, Overloaded, ServiceError, TooManyImages
+from resnet_service.core.metrics import ModelMetrics
+from resnet_service.core.settings import Settings
 from resnet_service.inference.batcher import Computed, DynamicBatcher, QueueFull, Slot
 from resnet_service.inference.decode_gate import DecodeGate
 from resnet_service.inference.model_contract import InputSpec
 from resnet_service.inference.preprocessing import Preprocessed, preprocess_image
-from resnet_service.metrics import ModelMetrics
-from resnet_service.settings import Settings
 
 if TYPE_CHECKING:
     from resnet_service.inference.stage_spans import StageSpans

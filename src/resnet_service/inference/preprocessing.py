@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-from resnet_service.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
+from resnet_service.core.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
 from resnet_service.inference.model_contract import InputSpec
 
 __all__ = [

@@ -12,8 +12,8 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from resnet_service.errors import error_answer
 from resnet_service.v2.messages import V2Error
+from resnet_service.web.error_answers import error_answer
 
 __all__ = ["V2Route", "v2_error_shape"]
 

@@ -22,16 +22,17 @@ from opentelemetry import trace
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
-from resnet_service import __version__
-from resnet_service.api.auth import check_key
-from resnet_service.api.observe import Exchange, RequestStats, record
-from resnet_service.api.request_id import accepted_request_id
-from resnet_service.api.runtime import Runtime
-from resnet_service.api.upload import MULTIPART_OVERHEAD_BYTES
-from resnet_service.errors import InvalidInferenceRequest, ModelNotFound, StartupError, failure_of
-from resnet_service.tracing import REQUEST_ID_ATTRIBUTE, Tracing
+from resnet_service.core.errors import InvalidInferenceRequest, ModelNotFound, StartupError
+from resnet_service.core.tracing import REQUEST_ID_ATTRIBUTE, Tracing
+from resnet_service.core.version import __version__
 from resnet_service.v2.inference import answer, check_version, classify_tensors, describe_model
 from resnet_service.v2.messages import InferenceRequest, RequestInput, RequestOutput, serialize_bytes
+from resnet_service.web.auth import check_key
+from resnet_service.web.error_answers import failure_of
+from resnet_service.web.observe import Exchange, RequestStats, record
+from resnet_service.web.request_id import accepted_request_id
+from resnet_service.web.runtime import Runtime
+from resnet_service.web.upload import MULTIPART_OVERHEAD_BYTES
 
 __all__ = ["GRPC_STATUS", "InferenceServicer", "start_grpc_server"]
 
@@ -80,7 +81,7 @@ def _peer_ip(peer: str) -> str | None:
 def _answers_errors(method: Method[Request, Response]) -> Method[Request, Response]:
     """Each call's errors as gRPC statuses, its metrics and its access line, as ObserveMiddleware does for HTTP.
 
-    Failures are classified by ``errors.failure_of``, as HTTP's are, and answered as their gRPC status.
+    Failures are classified by ``web.error_answers.failure_of``, as HTTP's are, and answered as their gRPC status.
     """
     route = f"/inference.GRPCInferenceService/{method.__name__}"
 

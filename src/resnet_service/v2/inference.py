@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from resnet_service.errors import InvalidInferenceRequest, ModelNotFound, ServiceError
+from resnet_service.core.errors import InvalidInferenceRequest, ModelNotFound, ServiceError
 from resnet_service.inference.batcher import Slot
 from resnet_service.inference.labels import Labels
 from resnet_service.inference.model_repository import ServedModel

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from resnet_service.errors import InvalidInferenceRequest
+from resnet_service.core.errors import InvalidInferenceRequest
 
 __all__ = [
     "V2_MODEL_VERSION",

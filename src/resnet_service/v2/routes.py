@@ -17,13 +17,8 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from resnet_service import __version__
-from resnet_service.api.deps import ModelsDep, RuntimeDep
-from resnet_service.api.disconnect import cancel_on_disconnect
-from resnet_service.api.observe import stats_of
-from resnet_service.api.runtime import Runtime
-from resnet_service.api.upload import read_body
-from resnet_service.errors import InvalidInferenceRequest
+from resnet_service.core.errors import InvalidInferenceRequest
+from resnet_service.core.version import __version__
 from resnet_service.inference.model_repository import ModelRepository, ServedModel
 from resnet_service.v2.errors import V2Route
 from resnet_service.v2.inference import answer, check_version, classify_tensors, describe_model
@@ -37,6 +32,11 @@ from resnet_service.v2.messages import (
     V2Error,
     inline_json_schema,
 )
+from resnet_service.web.deps import ModelsDep, RuntimeDep
+from resnet_service.web.disconnect import cancel_on_disconnect
+from resnet_service.web.observe import stats_of
+from resnet_service.web.runtime import Runtime
+from resnet_service.web.upload import read_body
 
 __all__ = ["router", "health_router"]
 

@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from resnet_service.errors import StartupError
+from resnet_service.core.errors import StartupError
 from resnet_service.inference.engine import CPU, CUDA, CudaOptions, Engine, check_provider, choose_providers
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from resnet_service.errors import StartupError
+from resnet_service.core.errors import StartupError
 from resnet_service.inference.labels import Labels
 from resnet_service.inference.model_contract import (
     LEGACY_CAFFE,

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resnet_service.errors import ModelNotReady, StartupError
+from resnet_service.core.errors import ModelNotReady, StartupError
+from resnet_service.core.settings import Settings
 from resnet_service.inference.engine import Engine
 from resnet_service.inference.model_process.host import ModelHost
 from resnet_service.inference.model_process.remote_engine import RemoteEngine
 from resnet_service.inference.preprocessing import preprocess
-from resnet_service.settings import Settings
 from tests.conftest import ROOT
 
 CAT = (ROOT / "tests/data/cat.jpg").read_bytes()

@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from resnet_service.errors import InferenceFailed, StartupError
+from resnet_service.core.errors import InferenceFailed, StartupError
 from resnet_service.inference.engine import OPENVINO_CPU, Engine
 from tests.support.runtimes import requires_openvino
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from resnet_service.errors import InvalidImage, ServiceError
+from resnet_service.core.errors import InvalidImage, ServiceError
+from resnet_service.core.metrics import Metrics
+from resnet_service.core.settings import Settings
 from resnet_service.inference.batcher import DynamicBatcher
 from resnet_service.inference.decode_gate import DecodeGate
 from resnet_service.inference.model_contract import InputSpec
 from resnet_service.inference.pipeline import Classified, Pipeline
-from resnet_service.metrics import Metrics
-from resnet_service.settings import Settings
 from tests.support.images import encode, photo
 
 

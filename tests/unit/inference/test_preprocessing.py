@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from resnet_service.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
+from resnet_service.core.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
 from resnet_service.inference.preprocessing import RESNET50_INPUT, decode_image, preprocess
 from tests.conftest import KerasReference
 from tests.support.hostile import png_header_only, png_with_a_few_pixels

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from resnet_service.errors import StartupError
+from resnet_service.core.errors import StartupError
+from resnet_service.core.settings import Settings
 from resnet_service.inference.engine import CPU, CUDA, choose_runtime
 from resnet_service.inference.openvino_model import check_precision
-from resnet_service.settings import Settings
 
 ONLY_CPU = [CPU]
 WITH_CUDA = [CUDA, CPU]

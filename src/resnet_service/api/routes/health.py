@@ -8,9 +8,9 @@ from importlib import metadata
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from resnet_service.api.deps import RuntimeDep
-from resnet_service.api.schemas import Health, InputContract, Liveness, ModelInfo, Readiness
 from resnet_service.inference.model_repository import LoadFailure, ServedModel
+from resnet_service.web.deps import RuntimeDep
+from resnet_service.web.schemas import Health, InputContract, Liveness, ModelInfo, Readiness
 
 __all__ = ["router"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from resnet_service.api.deps import MetricsDep
+from resnet_service.web.deps import MetricsDep
 
 __all__ = ["router"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from resnet_service.api.deps import ModelsDep
-from resnet_service.api.schemas import InputContract, ModelSummary
 from resnet_service.inference.model_repository import ServedModel
+from resnet_service.web.deps import ModelsDep
+from resnet_service.web.schemas import InputContract, ModelSummary
 
 __all__ = ["router", "summary"]
 

@@ -7,16 +7,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import TypeAdapter
 
-from resnet_service.api.deps import ModelsDep, UrlPolicyDep
-from resnet_service.api.disconnect import cancel_on_disconnect
-from resnet_service.api.observe import stats_of
-from resnet_service.api.request_id import request_id_of
-from resnet_service.api.schemas import ErrorDetail, ErrorResponse, PredictResponse
-from resnet_service.api.upload import read_images
-from resnet_service.api.url_fetch import UrlPolicy
-from resnet_service.errors import ServiceError
+from resnet_service.core.errors import ServiceError
 from resnet_service.inference.labels import Labels
 from resnet_service.inference.pipeline import Pipeline
+from resnet_service.web.deps import ModelsDep, UrlPolicyDep
+from resnet_service.web.disconnect import cancel_on_disconnect
+from resnet_service.web.observe import stats_of
+from resnet_service.web.request_id import request_id_of
+from resnet_service.web.schemas import ErrorDetail, ErrorResponse, PredictResponse
+from resnet_service.web.upload import read_images
+from resnet_service.web.url_fetch import UrlPolicy
 
 __all__ = ["router"]
 

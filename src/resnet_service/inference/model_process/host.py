@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from resnet_service.errors import ServiceError, StartupError
+from resnet_service.core.errors import ServiceError, StartupError
+from resnet_service.core.settings import Settings
 from resnet_service.inference.batcher import DynamicBatcher
 from resnet_service.inference.engine import Engine, load_engine
 from resnet_service.inference.model_contract import ContractDefaults
 from resnet_service.inference.model_process.wire import read_message, write_message
-from resnet_service.settings import Settings
 
 __all__ = ["ModelHost", "describe", "run_host"]
 

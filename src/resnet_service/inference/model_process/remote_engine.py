@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from resnet_service.errors import InferenceFailed, ModelNotReady, StartupError
+from resnet_service.core.errors import InferenceFailed, ModelNotReady, StartupError
 from resnet_service.inference.engine import ModelFacts
 from resnet_service.inference.model_contract import ContractDefaults, read_contract
 from resnet_service.inference.model_process.wire import read_message, write_message

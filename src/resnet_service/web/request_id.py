@@ -14,7 +14,7 @@ from typing import Any
 from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from resnet_service.tracing import REQUEST_ID_ATTRIBUTE
+from resnet_service.core.tracing import REQUEST_ID_ATTRIBUTE
 
 __all__ = ["RequestIdMiddleware", "accepted_request_id", "request_id_of", "REQUEST_ID_HEADER"]
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from starlette.types import Receive
 
-from resnet_service.errors import ClientClosedRequest
+from resnet_service.core.errors import ClientClosedRequest
 
 __all__ = ["cancel_on_disconnect"]
 

@@ -8,13 +8,13 @@ from typing import TextIO
 
 import numpy as np
 
-from resnet_service.api.schemas import ErrorDetail, ErrorResponse, PredictResponse
-from resnet_service.errors import InvalidImage, ServiceError, StartupError
-from resnet_service.exit_status import STARTUP_FAILURE
+from resnet_service.core.errors import InvalidImage, ServiceError, StartupError
+from resnet_service.core.exit_status import STARTUP_FAILURE
+from resnet_service.core.settings import Settings
 from resnet_service.inference.engine import CudaOptions, Engine
 from resnet_service.inference.model_contract import ContractDefaults, InputSpec
 from resnet_service.inference.preprocessing import preprocess
-from resnet_service.settings import Settings
+from resnet_service.web.schemas import ErrorDetail, ErrorResponse, PredictResponse
 
 __all__ = ["classify_files"]
 

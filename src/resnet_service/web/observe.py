@@ -19,11 +19,11 @@ from opentelemetry import trace
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from resnet_service.api.request_id import request_id_of
-from resnet_service.errors import ServiceError
+from resnet_service.core.errors import ServiceError
+from resnet_service.core.log import ACCESS_LOGGER
+from resnet_service.core.metrics import Metrics
 from resnet_service.inference.pipeline import Classified
-from resnet_service.log import ACCESS_LOGGER
-from resnet_service.metrics import Metrics
+from resnet_service.web.request_id import request_id_of
 
 __all__ = ["Exchange", "ObserveMiddleware", "RequestStats", "record", "stats_of"]
 

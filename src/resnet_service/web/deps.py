@@ -10,10 +10,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from resnet_service.api.runtime import Runtime, runtime_of
-from resnet_service.api.url_fetch import UrlPolicy
+from resnet_service.core.metrics import Metrics
 from resnet_service.inference.model_repository import ModelRepository
-from resnet_service.metrics import Metrics
+from resnet_service.web.runtime import Runtime, runtime_of
+from resnet_service.web.url_fetch import UrlPolicy
 
 __all__ = ["MetricsDep", "ModelsDep", "RuntimeDep", "UrlPolicyDep"]
 

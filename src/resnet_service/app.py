@@ -12,21 +12,22 @@ from typing import TYPE_CHECKING
 import onnxruntime as ort
 from fastapi import Depends, FastAPI
 
-from resnet_service import __version__
-from resnet_service.api.auth import UNAUTHORIZED_RESPONSE, api_key_guard
 from resnet_service.api.docs import install_docs, list_models_in_openapi
-from resnet_service.api.observe import ObserveMiddleware
-from resnet_service.api.request_id import RequestIdMiddleware
 from resnet_service.api.routes import demo, health, models, predict
 from resnet_service.api.routes import metrics as metrics_route
-from resnet_service.api.runtime import Runtime, Status
-from resnet_service.errors import StartupError, install_error_handlers
+from resnet_service.core.errors import StartupError
+from resnet_service.core.settings import Settings
+from resnet_service.core.tracing import UNTRACED_PATHS, Tracing
+from resnet_service.core.version import __version__
 from resnet_service.inference.decode_gate import DecodeGate
 from resnet_service.inference.engine import CPU, choose_providers
 from resnet_service.inference.model_repository import ModelRepository
-from resnet_service.settings import Settings
-from resnet_service.tracing import UNTRACED_PATHS, Tracing
 from resnet_service.v2 import routes as v2
+from resnet_service.web.auth import UNAUTHORIZED_RESPONSE, api_key_guard
+from resnet_service.web.error_answers import install_error_handlers
+from resnet_service.web.observe import ObserveMiddleware
+from resnet_service.web.request_id import RequestIdMiddleware
+from resnet_service.web.runtime import Runtime, Status
 
 if TYPE_CHECKING:
     import grpc

@@ -14,9 +14,9 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
-from resnet_service.api.runtime import runtime_of
-from resnet_service.exit_status import STARTUP_FAILURE
-from resnet_service.settings import Settings
+from resnet_service.core.exit_status import STARTUP_FAILURE
+from resnet_service.core.settings import Settings
+from resnet_service.web.runtime import runtime_of
 
 __all__ = ["DrainingServer", "serve"]
 

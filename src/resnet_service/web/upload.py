@@ -21,8 +21,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartState, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from resnet_service.api.url_fetch import UrlPolicy, fetch_image
-from resnet_service.errors import (
+from resnet_service.core.errors import (
     ClientClosedRequest,
     InvalidImage,
     MalformedRequest,
@@ -30,6 +29,7 @@ from resnet_service.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from resnet_service.web.url_fetch import UrlPolicy, fetch_image
 
 __all__ = ["read_body", "read_file_fields", "read_images", "MULTIPART_OVERHEAD_BYTES", "MAX_PART_HEADER_BYTES"]
 

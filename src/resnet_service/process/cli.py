@@ -16,11 +16,11 @@ MODEL_HELP = "ONNX model file (default: RESNET_MODEL_PATH, else models/resnet50.
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from resnet_service.api.app import create_app
-    from resnet_service.log import logging_config
-    from resnet_service.server import serve
-    from resnet_service.settings import Settings
-    from resnet_service.workers import serve_workers
+    from resnet_service.app import create_app
+    from resnet_service.core.log import logging_config
+    from resnet_service.core.settings import Settings
+    from resnet_service.process.server import serve
+    from resnet_service.process.workers import serve_workers
 
     overrides = {"model_path": args.model, "model_dir": args.model_dir, "workers": args.workers}
     settings = Settings(**{name: value for name, value in overrides.items() if value is not None})
@@ -31,8 +31,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from resnet_service.local import classify_files
-    from resnet_service.settings import Settings
+    from resnet_service.core.settings import Settings
+    from resnet_service.process.local import classify_files
 
     settings = Settings(model_path=args.model) if args.model else Settings()
     if args.top_k is not None:

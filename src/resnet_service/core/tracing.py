@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from resnet_service import __version__
-from resnet_service.settings import Settings
+from resnet_service.core.settings import Settings
+from resnet_service.core.version import __version__
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider

@@ -36,10 +36,10 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from resnet_service.errors import StartupError
-from resnet_service.exit_status import MODEL_PROCESS_LOST, STARTUP_FAILURE
+from resnet_service.core.errors import StartupError
+from resnet_service.core.exit_status import MODEL_PROCESS_LOST, STARTUP_FAILURE
+from resnet_service.core.settings import Settings, available_cpus
 from resnet_service.inference.model_process.host import run_host
-from resnet_service.settings import Settings, available_cpus
 
 __all__ = ["serve_workers"]
 
@@ -118,7 +118,7 @@ def serve_workers(settings: Settings, host: str, port: int, log_level: str, log_
     # Spawned workers start with this process's environment and build their Settings from it.
     os.environ.update(settings.environment())
     config = uvicorn.Config(
-        "resnet_service.api.app:create_app",
+        "resnet_service.app:create_app",
         factory=True,
         host=host,
         port=port,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from resnet_service.errors import Unauthorized
+from resnet_service.core.errors import Unauthorized
 
 __all__ = ["api_key_guard", "check_key", "UNAUTHORIZED_RESPONSE"]
 

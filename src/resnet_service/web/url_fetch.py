@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from resnet_service.errors import PayloadTooLarge, UrlFetchFailed, UrlNotAllowed
+from resnet_service.core.errors import PayloadTooLarge, UrlFetchFailed, UrlNotAllowed
 
 __all__ = ["UrlPolicy", "fetch_image"]
 

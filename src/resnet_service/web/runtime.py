@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from resnet_service.api.schemas import Status
-from resnet_service.api.url_fetch import UrlPolicy
-from resnet_service.errors import ModelNotReady
+from resnet_service.core.errors import ModelNotReady
+from resnet_service.core.metrics import Metrics
+from resnet_service.core.settings import Settings
+from resnet_service.core.tracing import Tracing, start_tracing
 from resnet_service.inference.model_repository import ModelRepository
-from resnet_service.metrics import Metrics
-from resnet_service.settings import Settings
-from resnet_service.tracing import Tracing, start_tracing
+from resnet_service.web.schemas import Status
+from resnet_service.web.url_fetch import UrlPolicy
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter

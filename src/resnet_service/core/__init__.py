@@ -1,0 +1,1 @@
+"""The basics every layer uses: settings, errors, metrics, logs, traces, the version."""
