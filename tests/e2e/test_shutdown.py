@@ -6,7 +6,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -19,7 +18,7 @@ from resnet_service.core.exit_status import STARTUP_FAILURE
 from resnet_service.process.server import DrainingServer
 from tests.conftest import free_port, serve_command, server_env, start_server
 from tests.support.images import encode, photo
-from tests.support.load import upload_status
+from tests.support.load import sigterm_while_uploading
 
 JPEG = encode(photo("chelsea"), "JPEG", quality=90)
 
@@ -42,17 +41,15 @@ def test_sigterm_drains_every_queued_upload_refuses_new_connections_and_exits_0(
     log = tmp_path / "server.log"
     # One image per batch, so eight uploads queue up behind each other for a few hundred milliseconds.
     server = start_server(slow_model_path, env={"RESNET_MAX_BATCH_SIZE": "1"}, log=log)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        uploads = [pool.submit(upload_status, server.url, JPEG) for _ in range(8)]
+    waiting = 0
+
+    def queued_up() -> None:
+        nonlocal waiting
         deadline = time.monotonic() + 10
         while (waiting := httpx.get(f"{server.url}/health", trust_env=False).json()["waiting"]) < 3:
             assert time.monotonic() < deadline, "the uploads never queued up"
-        signalled = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{server.url}/health/live", trust_env=False)
-        statuses = [upload.result(timeout=60) for upload in uploads]
+
+    statuses, signalled = sigterm_while_uploading(server.process, server.url, JPEG, queued_up, settle_s=0.3)
     assert statuses == [200] * 8
     assert server.process.wait(timeout=30) == 0
     report_figure(

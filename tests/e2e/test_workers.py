@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -18,7 +16,7 @@ import tritonclient.grpc as triton_grpc
 from resnet_service.core.exit_status import STARTUP_FAILURE
 from tests.conftest import free_port, serve_command, server_env, start_server, stop_server
 from tests.support.images import encode, image_tensor, photo
-from tests.support.load import upload_status
+from tests.support.load import sigterm_while_uploading
 
 JPEG = encode(photo("chelsea"), "JPEG", quality=90)
 # Each test starts two worker processes and loads the model in each: seconds apiece, so not in `make test-fast`.
@@ -83,14 +81,7 @@ def test_sigterm_drains_every_worker_refuses_new_connections_and_exits_0(slow_mo
     log = tmp_path / "server.log"
     server = start_server(slow_model_path, env={**WORKERS, "RESNET_MAX_BATCH_SIZE": "1"}, log=log)
     workers = _workers(server.process.pid)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        uploads = [pool.submit(upload_status, server.url, JPEG) for _ in range(8)]
-        time.sleep(0.3)
-        server.process.send_signal(signal.SIGTERM)
-        time.sleep(1.0)
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{server.url}/health/live", trust_env=False)
-        statuses = [upload.result(timeout=60) for upload in uploads]
+    statuses, _ = sigterm_while_uploading(server.process, server.url, JPEG, lambda: time.sleep(0.3), settle_s=1.0)
     assert statuses == [200] * 8
     assert server.process.wait(timeout=30) == 0
     assert all(not Path(f"/proc/{pid}").exists() for pid in workers)

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import statistics
+import subprocess
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
+import pytest
 
 
 @dataclass
@@ -169,3 +174,24 @@ def holding_goodput(measure: Callable[[], Bracketed], floor: float) -> Bracketed
     if first.ratio >= floor:
         return first
     return max(first, measure(), key=lambda run: run.ratio)
+
+
+def sigterm_while_uploading(
+    process: subprocess.Popen[bytes],
+    url: str,
+    image: bytes,
+    uploads_in: Callable[[], None],
+    settle_s: float,
+    count: int = 8,
+) -> tuple[list[int], float]:
+    """``count`` uploads, each on its own connection, then SIGTERM once ``uploads_in()`` returns; the statuses
+    and when the signal went. ``settle_s`` after the signal a new connection must already be refused."""
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        uploads = [pool.submit(upload_status, url, image) for _ in range(count)]
+        uploads_in()
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        time.sleep(settle_s)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/health/live", trust_env=False)
+        return [upload.result(timeout=60) for upload in uploads], signalled

@@ -52,39 +52,42 @@ def install_docs(app: FastAPI) -> None:
     directory = resources.files("fastapi_offline") / "static"
     app.mount(DOCS_ASSETS_URL, StaticFiles(directory=str(directory)), name="docs-assets")
 
-    def assets(request: Request) -> str:
-        # root_path: the pages still find their assets when a proxy serves the app under a prefix.
-        return f"{request.scope.get('root_path', '')}{DOCS_ASSETS_URL}"
+    def page(url: str, render: Callable[[str, str], HTMLResponse]) -> None:
+        """Serve ``render(root, assets)`` at ``url``: root is the proxy's prefix (root_path), so the page still finds
+        the OpenAPI description and its assets when a proxy serves the app under one."""
 
-    @app.get(DOCS_URL, include_in_schema=False)
-    async def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        page = get_swagger_ui_html(
+        async def serve(request: Request) -> HTMLResponse:
+            root = request.scope.get("root_path", "")
+            return _same_host_only(render(root, f"{root}{DOCS_ASSETS_URL}"))
+
+        app.add_api_route(url, serve, methods=["GET"], include_in_schema=False, response_class=HTMLResponse)
+
+    page(
+        DOCS_URL,
+        lambda root, assets: get_swagger_ui_html(
             openapi_url=f"{root}{app.openapi_url}",
             title=f"{app.title} - API docs",
             oauth2_redirect_url=f"{root}{OAUTH2_REDIRECT_URL}",
-            swagger_js_url=f"{assets(request)}/swagger-ui-bundle.js",
-            swagger_css_url=f"{assets(request)}/swagger-ui.css",
-            swagger_favicon_url=f"{assets(request)}/favicon.png",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon.png",
             swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
-        )
-        return _same_host_only(page)
+        ),
+    )
+    page(
+        REDOC_URL,
+        lambda root, assets: get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{assets}/redoc.standalone.js",
+            redoc_favicon_url=f"{assets}/favicon.png",
+            with_google_fonts=False,
+        ),
+    )
 
     @app.get(OAUTH2_REDIRECT_URL, include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
-
-    @app.get(REDOC_URL, include_in_schema=False)
-    async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        page = get_redoc_html(
-            openapi_url=f"{root}{app.openapi_url}",
-            title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{assets(request)}/redoc.standalone.js",
-            redoc_favicon_url=f"{assets(request)}/favicon.png",
-            with_google_fonts=False,
-        )
-        return _same_host_only(page)
 
 
 # Up to this many class names are listed per model; GET /models has them all.

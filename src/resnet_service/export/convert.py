@@ -572,6 +572,24 @@ def _quantize(args: argparse.Namespace, fp32: Path, progress: Progress) -> int:
     return 0
 
 
+# Each way an export stops: its exit status, and whether it stopped after starting on the output file.
+_STOPS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], int, bool], ...] = (
+    (StartupError, EXIT_REFUSED, False),
+    (OwnModelRefused, EXIT_REFUSED, True),
+    (WeightsUnavailable, EXIT_WEIGHTS_UNAVAILABLE, False),
+    ((ParityFailed, ConversionFailed), EXIT_PARITY_FAILED, True),
+)
+
+
+def _stopped(exc: Exception, output: Path) -> int:
+    """Say why the export stopped, and that ``output`` was not written where it had begun; its exit status."""
+    for kinds, status, began in _STOPS:
+        if isinstance(exc, kinds):
+            print(f"error: {exc}" + (f"; {output} was not written" if began else ""), file=sys.stderr)
+            return status
+    raise exc
+
+
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -605,12 +623,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
                 pixels_from_onnx(args.from_onnx, args.output, args.precision == "fp16", args.seed, progress)
             else:
                 half_from_onnx(args.from_onnx, args.output, args.seed, progress)
-        except StartupError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_REFUSED
-        except ParityFailed as exc:
-            print(f"error: {exc}; {args.output} was not written", file=sys.stderr)
-            return EXIT_PARITY_FAILED
+        except (StartupError, ParityFailed) as exc:
+            return _stopped(exc, args.output)
         return 0
     if args.from_onnx:
         return _quantize(args, args.from_onnx, progress)
@@ -621,18 +635,11 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             report = export_own_model(args, progress)
         else:
             report = export_model(args, progress)
-    except OwnModelRefused as exc:
-        print(f"error: {exc}; {args.output} was not written", file=sys.stderr)
-        return EXIT_REFUSED
     except ImportError as exc:
         print(f"the export needs the export extra: pip install 'resnet-service[export]' ({exc})", file=sys.stderr)
         return EXIT_MISSING_EXTRA
-    except WeightsUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_WEIGHTS_UNAVAILABLE
-    except (ParityFailed, ConversionFailed) as exc:
-        print(f"error: {exc}; {args.output} was not written", file=sys.stderr)
-        return EXIT_PARITY_FAILED
+    except (OwnModelRefused, WeightsUnavailable, ParityFailed, ConversionFailed) as exc:
+        return _stopped(exc, args.output)
     progress(f"wrote {report.output} (sha256 {report.sha256[:12]}…) in {report.seconds:.1f}s")
     if report.random_weights:
         progress("WARNING: the weights are RANDOM; this model's predictions are meaningless")

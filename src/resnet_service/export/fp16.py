@@ -7,36 +7,20 @@ package (the export extra), not TensorFlow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
-__all__ = ["FP16_MAX_ABS_DIFF", "Fp16Report", "run_proto", "to_fp16"]
+from resnet_service.export.parity import ParityReport, compare_outputs, run_proto
+
+__all__ = ["FP16_MAX_ABS_DIFF", "to_fp16"]
 
 # Half precision keeps about three significant digits: probabilities move by around 1e-3. Far past that, the
 # conversion is broken (an overflow to inf, a NaN), not merely rounded.
 FP16_MAX_ABS_DIFF = 2e-2
 
 
-@dataclass(frozen=True)
-class Fp16Report:
-    max_abs_diff: float
-    top5_match: bool
-    top1_agreement: float
-    images: int
-
-
-def run_proto(proto: Any, inputs: np.ndarray) -> np.ndarray:
-    """An in-memory model's outputs on ``inputs``, on ONNX Runtime's CPU provider."""
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    (name,) = [value.name for value in session.get_inputs()]
-    (probabilities,) = session.run(None, {name: inputs})
-    return probabilities
-
-
-def to_fp16(proto: Any, inputs: np.ndarray, expected: np.ndarray, reference: str) -> tuple[Any, Fp16Report]:
+def to_fp16(proto: Any, inputs: np.ndarray, expected: np.ndarray, reference: str) -> tuple[Any, ParityReport]:
     """``proto`` converted to fp16, and how its outputs on ``inputs`` compare with ``expected`` (fp32's).
 
     The provenance in ``proto``'s metadata is kept; the precision and this comparison are added to it.
@@ -45,14 +29,7 @@ def to_fp16(proto: Any, inputs: np.ndarray, expected: np.ndarray, reference: str
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     converted = convert_float_to_float16(proto, keep_io_types=True)
-    actual = run_proto(converted, inputs)
-    top5 = np.argsort(-expected, axis=1)[:, :5], np.argsort(-actual, axis=1)[:, :5]
-    report = Fp16Report(
-        max_abs_diff=float(np.abs(actual - expected).max()),
-        top5_match=bool(np.array_equal(*top5)),
-        top1_agreement=float(np.mean(top5[0][:, 0] == top5[1][:, 0])),
-        images=len(inputs),
-    )
+    report = compare_outputs(expected, run_proto(converted, inputs))
     props = {prop.key: prop.value for prop in proto.metadata_props}
     props.update(
         {

@@ -11,26 +11,19 @@ Needs the ``onnx`` package (the export extra), not TensorFlow.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from resnet_service.export.fp16 import run_proto
+from resnet_service.export.parity import ParityReport, compare_outputs, run_proto
 from resnet_service.inference.model_contract import UINT8_PIXELS, InputSpec
 
-__all__ = ["UINT8_MAX_ABS_DIFF", "Uint8Report", "pixels_and_tensors", "to_uint8_input", "verify_uint8_input"]
+__all__ = ["UINT8_MAX_ABS_DIFF", "pixels_and_tensors", "to_uint8_input", "verify_uint8_input"]
 
 # The steps in front run the service's own float32 operations, so the outputs are expected to be equal; this leaves
 # room only for a runtime that fuses the first convolution differently.
 UINT8_MAX_ABS_DIFF = 1e-5
-
-
-@dataclass(frozen=True)
-class Uint8Report:
-    max_abs_diff: float
-    top5_match: bool
-    images: int
 
 
 def _prepended_nodes(onnx: Any, spec: InputSpec, pixels: str, tensor: str) -> tuple[list[Any], list[Any]]:
@@ -125,12 +118,6 @@ def pixels_and_tensors(images: Sequence[Any], spec: InputSpec) -> tuple[np.ndarr
     return pixels, tensors
 
 
-def verify_uint8_input(float_proto: Any, uint8_proto: Any, pixels: np.ndarray, tensors: np.ndarray) -> Uint8Report:
+def verify_uint8_input(float_proto: Any, uint8_proto: Any, pixels: np.ndarray, tensors: np.ndarray) -> ParityReport:
     """The uint8 model on ``pixels`` against the original on the service's ``tensors`` of the same images."""
-    expected, actual = run_proto(float_proto, tensors), run_proto(uint8_proto, pixels)
-    top5 = np.argsort(-expected, axis=1)[:, :5], np.argsort(-actual, axis=1)[:, :5]
-    return Uint8Report(
-        max_abs_diff=float(np.abs(actual - expected).max()),
-        top5_match=bool(np.array_equal(*top5)),
-        images=len(pixels),
-    )
+    return compare_outputs(run_proto(float_proto, tensors), run_proto(uint8_proto, pixels))
