@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import grpc
 import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
 
 from resnet_service import Settings
+from resnet_service.core.log import ACCESS_LOGGER
 from resnet_service.inference.labels import Labels
 from resnet_service.inference.preprocessing import preprocess
 from resnet_service.v2.inference import PLATFORMS
@@ -207,3 +214,89 @@ def test_a_failing_model_run_is_internal_and_logged_with_its_traceback(
     assert raised.value.status() == "StatusCode.INTERNAL" and "Traceback" not in raised.value.message()
     failed = [record for record in caplog.records if "gRPC ModelInfer failed" in record.getMessage()]
     assert failed and failed[0].exc_info is not None
+
+
+def test_the_access_line_counts_the_bytes_a_call_answered(
+    client: triton.InferenceServerClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
+        client.infer("resnet50", [image_tensor(triton, [CAT])])
+    (line,) = [r for r in caplog.records if r.name == ACCESS_LOGGER and "ModelInfer" in r.getMessage()]
+    # 1,000 float32 probabilities, and the response's names and shape around them.
+    assert 4_000 < line.fields["bytes_out"] < 4_200, line.fields  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def repository(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ThreadedServer, int]]:
+    folder = tmp_path_factory.mktemp("repository")
+    for name in ("alpha", "beta"):
+        shutil.copy(model_path, folder / f"{name}.onnx")
+    port = free_port()
+    with threaded_server(Settings(model_dir=folder, model_poll_s=0, grpc_port=port, api_keys=KEY)) as running:
+        yield running, port
+
+
+@contextmanager
+def _stub(port: int) -> Iterator[pb_grpc.GRPCInferenceServiceStub]:
+    """The protocol's own stub, for the fields tritonclient does not send."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield pb_grpc.GRPCInferenceServiceStub(channel)
+
+
+def test_the_repository_extension_lists_unloads_and_loads_as_http_does(repository: tuple[ThreadedServer, int]) -> None:
+    server, port = repository
+    client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+    key = {"authorization": f"Bearer {KEY}"}
+    http_index = httpx.post(f"{server.url}/v2/repository/index", headers=key).json()
+    index = client.get_model_repository_index(headers=key, as_json=True)["models"]
+    assert index == [
+        {"name": "alpha", "version": "1", "state": "READY"},
+        {"name": "beta", "version": "1", "state": "READY"},
+    ]
+    assert [{k: v for k, v in entry.items() if v} for entry in http_index] == index
+    client.unload_model("beta", headers=key)
+    assert not client.is_model_ready("beta")
+    assert client.get_model_repository_index(headers=key, as_json=True)["models"][1] == {
+        "name": "beta",
+        "state": "UNAVAILABLE",
+        "reason": "not loaded",
+    }
+    # Triton's "ready" field, which tritonclient does not send: only the models that are ready, on both transports.
+    with _stub(port) as stub:
+        ready = stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=True), metadata=list(key.items()))
+    assert [model.name for model in ready.models] == ["alpha"]
+    assert httpx.post(f"{server.url}/v2/repository/index", headers=key, json={"ready": True}).json() == [http_index[0]]
+    client.load_model("beta", headers=key)
+    assert client.is_model_ready("beta")
+    assert client.infer("beta", [image_tensor(triton, [CAT])], headers=key).as_numpy("probabilities").shape == (1, 1000)
+    client.close()
+
+
+def test_the_repository_refuses_without_the_key_the_default_model_and_another_repository(
+    repository: tuple[ThreadedServer, int],
+) -> None:
+    _, port = repository
+    client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+    key = {"authorization": f"Bearer {KEY}"}
+    for call in (
+        lambda: client.get_model_repository_index(),
+        lambda: client.load_model("beta"),
+        lambda: client.unload_model("beta", headers={"authorization": "Bearer wrong"}),
+    ):
+        with pytest.raises(InferenceServerException) as refused:
+            call()
+        assert refused.value.status() == "StatusCode.UNAUTHENTICATED"
+    with pytest.raises(InferenceServerException) as default:
+        client.unload_model("alpha", headers=key)
+    assert default.value.status() == "StatusCode.FAILED_PRECONDITION" and "default" in default.value.message()
+    with pytest.raises(InferenceServerException) as missing:
+        client.load_model("gamma", headers=key)
+    assert missing.value.status() == "StatusCode.NOT_FOUND" and "gamma" in missing.value.message()
+    assert client.is_model_ready("alpha") and client.is_model_ready("beta")
+    client.close()
+    metadata = [("authorization", f"Bearer {KEY}")]
+    with _stub(port) as stub:
+        with pytest.raises(grpc.RpcError) as other:
+            stub.RepositoryIndex(pb.RepositoryIndexRequest(repository_name="elsewhere"), metadata=metadata)
+        assert other.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "one model repository" in other.value.details()

@@ -100,6 +100,7 @@ def test_each_model_has_its_own_v2_routes_and_the_repository_lists_them(client: 
         {"name": "birds", "version": "1", "state": "READY", "reason": ""},
         {"name": "dogs", "version": "1", "state": "READY", "reason": ""},
     ]
+    assert client.post("/v2/repository/index", json={"ready": True}).json() == index
 
 
 def test_health_and_metrics_report_each_model(client: TestClient) -> None:

@@ -4,7 +4,8 @@ keys and errors.
 The messages and the service are the protocol's own (package ``inference``, service ``GRPCInferenceService``),
 as tritonclient's generated modules carry them: KServe's ``grpc_predict_v2.proto``, which Triton's
 ``grpc_service.proto`` extends, so KServe's and Triton's gRPC clients both work. The six methods of KServe's
-protocol are served; Triton's extra ones answer UNIMPLEMENTED.
+protocol are served, and Triton's model repository extension (RepositoryIndex, RepositoryModelLoad,
+RepositoryModelUnload) as over HTTP, with the same keys; Triton's other extra methods answer UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from resnet_service.core.errors import InvalidInferenceRequest, ModelNotFound, StartupError
 from resnet_service.core.tracing import REQUEST_ID_ATTRIBUTE, Tracing
 from resnet_service.core.version import __version__
-from resnet_service.v2.inference import answer, check_version, classify_tensors, describe_model
+from resnet_service.v2.inference import answer, check_version, classify_tensors, describe_model, repository_index
 from resnet_service.v2.messages import InferenceRequest, RequestInput, RequestOutput, serialize_bytes
 from resnet_service.web.auth import check_key
 from resnet_service.web.error_answers import failure_of
@@ -87,7 +88,7 @@ def _answers_errors(method: Method[Request, Response]) -> Method[Request, Respon
 
     @functools.wraps(method)
     async def observed(self: Any, request: Request, context: grpc.aio.ServicerContext) -> Response:
-        started, stats, status = time.perf_counter(), RequestStats(), 500
+        started, stats, status, sent = time.perf_counter(), RequestStats(), 500, 0
         _call_stats.set(stats)
         request_id = accepted_request_id(_metadata(context, "x-request-id"))
         if self.runtime.tracing is not None:
@@ -96,7 +97,7 @@ def _answers_errors(method: Method[Request, Response]) -> Method[Request, Respon
         self.runtime.metrics.in_flight.inc()
         try:
             response = await method(self, request, context)
-            status = 200
+            status, sent = 200, response.ByteSize()
             return response
         except Exception as exc:  # classified as HTTP's are; the traceback goes to the log, never to the client
             failure = failure_of(exc, f"gRPC {method.__name__}", request_id)
@@ -107,7 +108,7 @@ def _answers_errors(method: Method[Request, Response]) -> Method[Request, Respon
             exchange = Exchange("GRPC", route, route, status, request_id)
             size = request.ByteSize()
             seconds = time.perf_counter() - started
-            record(self.runtime.metrics, exchange, seconds, stats, size, 0, _peer_ip(context.peer()))
+            record(self.runtime.metrics, exchange, seconds, stats, size, sent, _peer_ip(context.peer()))
         raise AssertionError("context.abort always raises")
 
     return observed
@@ -199,11 +200,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             outputs=[tensors(name=t.name, datatype=t.datatype, shape=t.shape) for t in described.outputs],
         )
 
-    @_answers_errors
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:  # noqa: N802
+    def _authorize(self, context: grpc.aio.ServicerContext) -> None:
+        """RESNET_API_KEYS guards what HTTP guards: inference and the model repository."""
         keys = self.runtime.settings.api_keys
         if keys:
             check_key(keys, _bearer(context))
+
+    @_answers_errors
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:  # noqa: N802
+        self._authorize(context)
         models = self.runtime.serving()
         with models.use(request.model_name) as served:
             if request.model_version:
@@ -224,6 +229,44 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             id=response.id or "",
             outputs=[tensor],
             raw_output_contents=[raw or b""],
+        )
+
+    @_answers_errors
+    async def RepositoryIndex(  # noqa: N802
+        self, request: pb.RepositoryIndexRequest, context: Any
+    ) -> pb.RepositoryIndexResponse:
+        self._authorize(context)
+        _one_repository(request.repository_name)
+        entries = repository_index(self.runtime.serving(), ready_only=request.ready)
+        index = pb.RepositoryIndexResponse.ModelIndex
+        return pb.RepositoryIndexResponse(
+            models=[index(name=e.name, version=e.version or "", state=e.state, reason=e.reason) for e in entries]
+        )
+
+    @_answers_errors
+    async def RepositoryModelLoad(  # noqa: N802
+        self, request: pb.RepositoryModelLoadRequest, context: Any
+    ) -> pb.RepositoryModelLoadResponse:
+        self._authorize(context)
+        _one_repository(request.repository_name)
+        await self.runtime.serving().load(request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    @_answers_errors
+    async def RepositoryModelUnload(  # noqa: N802
+        self, request: pb.RepositoryModelUnloadRequest, context: Any
+    ) -> pb.RepositoryModelUnloadResponse:
+        self._authorize(context)
+        _one_repository(request.repository_name)
+        await self.runtime.serving().unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+
+def _one_repository(name: str) -> None:
+    # One model folder (RESNET_MODEL_DIR) is the only repository; a client naming another would act on the wrong one.
+    if name:
+        raise InvalidInferenceRequest(
+            f"this server has one model repository: leave repository_name empty, not '{name}'"
         )
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from resnet_service.core.errors import InvalidInferenceRequest, ModelNotFound, ServiceError
 from resnet_service.inference.batcher import Slot
 from resnet_service.inference.labels import Labels
-from resnet_service.inference.model_repository import ServedModel
+from resnet_service.inference.model_repository import ModelRepository, ServedModel
 from resnet_service.inference.pipeline import Classified
 from resnet_service.v2.messages import (
     IMAGE_INPUT,
@@ -25,6 +25,7 @@ from resnet_service.v2.messages import (
     InferenceRequest,
     InferenceResponse,
     ModelMetadata,
+    RepositoryModel,
     ResponseOutput,
     TensorMetadata,
     bytes_elements,
@@ -32,7 +33,7 @@ from resnet_service.v2.messages import (
     tensor_rows,
 )
 
-__all__ = ["answer", "check_version", "classify_tensors", "describe_model"]
+__all__ = ["answer", "check_version", "classify_tensors", "describe_model", "repository_index"]
 
 
 def check_version(name: str, version: str) -> None:
@@ -42,6 +43,20 @@ def check_version(name: str, version: str) -> None:
 
 # Triton's names for the two: its ONNX Runtime platform and its OpenVINO backend.
 PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino"}
+
+
+def repository_index(models: ModelRepository, ready_only: bool = False) -> list[RepositoryModel]:
+    """Every model the folder holds or the server serves, loaded or not, with why not (sorted by name)."""
+    sources, problems = models.sources()
+    entries = []
+    for name in sorted({*sources, *problems, *models.models, *models.failures}):
+        served, failure = models.models.get(name), models.failures.get(name)
+        reason = failure.message if failure is not None else ""
+        if served is not None:
+            entries.append(RepositoryModel(name=name, version=V2_MODEL_VERSION, state="READY", reason=reason))
+        elif not ready_only:
+            entries.append(RepositoryModel(name=name, state="UNAVAILABLE", reason=reason or "not loaded"))
+    return entries
 
 
 def describe_model(served: ServedModel) -> ModelMetadata:

@@ -31,6 +31,7 @@ __all__ = [
     "ResponseOutput",
     "ServerMetadata",
     "ModelMetadata",
+    "RepositoryIndexRequest",
     "RepositoryModel",
     "TensorMetadata",
     "V2Error",
@@ -73,6 +74,12 @@ class ModelMetadata(BaseModel):
     outputs: list[TensorMetadata]
     # Beyond the protocol's fields, as Triton adds its own: what runs the model and in which precision.
     parameters: dict[str, str] | None = None
+
+
+class RepositoryIndexRequest(BaseModel):
+    """The optional body of ``POST /v2/repository/index``."""
+
+    ready: bool = Field(False, description="Only the models that are ready.")
 
 
 class RepositoryModel(BaseModel):

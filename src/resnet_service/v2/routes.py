@@ -22,11 +22,12 @@ from resnet_service.core.version import __version__
 from resnet_service.inference.model_repository import ModelRepository, ServedModel
 from resnet_service.v2.errors import V2Route
 from resnet_service.v2.inference import answer, check_version, classify_tensors, describe_model
+from resnet_service.v2.inference import repository_index as index_of
 from resnet_service.v2.messages import (
-    V2_MODEL_VERSION,
     InferenceRequest,
     InferenceResponse,
     ModelMetadata,
+    RepositoryIndexRequest,
     RepositoryModel,
     ServerMetadata,
     V2Error,
@@ -212,17 +213,8 @@ async def _infer(request: Request, served: ServedModel) -> Response:
     response_model=list[RepositoryModel],
     summary="Model repository: every model, loaded or not, with why not",
 )
-async def repository_index(models: ModelsDep) -> list[RepositoryModel]:
-    sources, problems = models.sources()
-    entries = []
-    for name in sorted({*sources, *problems, *models.models, *models.failures}):
-        served, failure = models.models.get(name), models.failures.get(name)
-        reason = failure.message if failure is not None else ""
-        if served is not None:
-            entries.append(RepositoryModel(name=name, version=V2_MODEL_VERSION, state="READY", reason=reason))
-        else:
-            entries.append(RepositoryModel(name=name, state="UNAVAILABLE", reason=reason or "not loaded"))
-    return entries
+async def repository_index(models: ModelsDep, body: RepositoryIndexRequest | None = None) -> list[RepositoryModel]:
+    return index_of(models, ready_only=body is not None and body.ready)
 
 
 @router.post(
