@@ -8,6 +8,7 @@ marked ``export`` at collection, and ``make test-fast`` leaves them out.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import socket
@@ -47,6 +48,9 @@ def add_figure(config: pytest.Config, line: str) -> None:
 def report_figure(request: pytest.FixtureRequest) -> Callable[[str], None]:
     return lambda line: add_figure(request.config, f"{request.node.name}: {line}")
 
+
+# `make test-fast` installs the [test] extra, without the browser driver; `make test` installs [dev], which has it.
+collect_ignore_glob = [] if importlib.util.find_spec("playwright") else ["browser/*"]
 
 # The fixtures that need the real export; a test that uses one is an export test.
 EXPORT_FIXTURES = frozenset({"keras_reference", "resnet50_path"})
