@@ -50,7 +50,7 @@ def report_figure(request: pytest.FixtureRequest) -> Callable[[str], None]:
 
 
 # `make test-fast` installs the [test] extra, without the browser driver; `make test` installs [dev], which has it.
-collect_ignore_glob = [] if importlib.util.find_spec("playwright") else ["browser/*"]
+collect_ignore = [] if importlib.util.find_spec("playwright") else ["browser"]
 
 # The fixtures that need the real export; a test that uses one is an export test.
 EXPORT_FIXTURES = frozenset({"keras_reference", "resnet50_path"})
