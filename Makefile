@@ -111,7 +111,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
 
 # The test dependencies without TensorFlow.
 $(VENV)/.installed-fast: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -e '.[test,openvino]'
+	$(BIN)/python -m pip install --quiet --no-compile -e '.[test,openvino]'
 	touch $@
 
 # Real ImageNet weights when Keras can download them; otherwise seeded random weights, loudly.
