@@ -3,7 +3,8 @@
     python -m bench.swap --first A.onnx --second B.onnx [--seconds 30] [--connections 8]
 
 The service serves a folder holding one model, ``pets``, first ``A``. Halfway through, ``B`` is renamed over it
-(an atomic rename, as a deployment does it); the folder watcher loads and warms B beside A and swaps. Every
+(an atomic rename, as a deployment does it); the folder watcher loads and warms B beside A and swaps, and the
+load goes on for at least half of ``--seconds`` after that. Every
 answer must be a 200 naming only one model's classes: A's before the swap, B's once /health reports the new
 version, either in between (a request that started on A finishes on A), and /health/ready must stay 200 all
 through. Prints the counts and latencies, by phase, as JSON. A and B must name different classes.
@@ -82,11 +83,13 @@ def swap_under_load(first: Path, second: Path, seconds: float, connections: int)
         answers: list[Answer] = []
         lock = threading.Lock()
         started = time.monotonic()
-        deadline = started + seconds
+        # The load runs half the time before the rename and at least half after the swap, however long the new
+        # version takes to load and warm up on this machine.
+        end = [started + seconds]
 
         def client_loop() -> None:
             with httpx.Client(base_url=url, timeout=60, trust_env=False) as client:
-                while time.monotonic() < deadline:
+                while time.monotonic() < end[0]:
                     sent = time.monotonic()
                     response = client.post(f"/predict?model={NAME}", files={"image": ("cat.jpg", jpeg)})
                     took = time.monotonic() - sent
@@ -112,6 +115,7 @@ def swap_under_load(first: Path, second: Path, seconds: float, connections: int)
                     readiness.append(control.get("/health/ready").status_code)
                     time.sleep(0.05)
                 swapped = time.monotonic()
+                end[0] = max(end[0], swapped + seconds / 2)
             for thread in threads:
                 thread.join()
         finally:
@@ -134,7 +138,7 @@ def swap_under_load(first: Path, second: Path, seconds: float, connections: int)
         "after": [a for a in answers if a.sent > swapped_at],
     }
     report = SwapReport(
-        seconds=seconds,
+        seconds=round(end[0] - started, 1),
         connections=connections,
         answers=len(answers),
         non_200=sum(1 for a in answers if a.status != 200),

@@ -48,9 +48,9 @@ def test_a_swap_under_load_answers_every_request_with_the_right_models_labels(
     assert report.ready_polls > 0 and report.ready_not_200 == 0, report
     assert report.by_phase["before"]["first_model"] > 0 and report.by_phase["after"]["second_model"] > 0, report
     report_figure(
-        f"{report.answers} answers from 8 connections in 8 s, all 200 with the right model's labels; readiness 200 "
-        f"at all {report.ready_polls} polls during the swap, which took {report.swap_s:.2f} s (load and warm-up "
-        "beside the old version); p99 before / during / after: "
+        f"{report.answers} answers from 8 connections in {report.seconds:.1f} s, all 200 with the right model's "
+        f"labels; readiness 200 at all {report.ready_polls} polls during the swap, which took {report.swap_s:.2f} s "
+        "(load and warm-up beside the old version); p99 before / during / after: "
         + " / ".join(f"{report.by_phase[p]['p99_ms']:.0f}" for p in ("before", "during", "after"))
         + " ms"
     )
