@@ -26,6 +26,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from resnet_service.core.errors import InvalidInferenceRequest, ModelNotFound, StartupError
 from resnet_service.core.tracing import REQUEST_ID_ATTRIBUTE, Tracing
 from resnet_service.core.version import __version__
+from resnet_service.inference.model_repository import ModelRepository
 from resnet_service.v2.inference import answer, check_version, classify_tensors, describe_model, repository_index
 from resnet_service.v2.messages import InferenceRequest, RequestInput, RequestOutput, serialize_bytes
 from resnet_service.web.auth import check_key
@@ -206,6 +207,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         if keys:
             check_key(keys, _bearer(context))
 
+    def _repository(self, request: Any, context: grpc.aio.ServicerContext) -> ModelRepository:
+        """The models, for a repository call that has the key and names no other repository than the one."""
+        self._authorize(context)
+        # One model folder (RESNET_MODEL_DIR) is the only repository; a client naming another means another server.
+        if request.repository_name:
+            raise InvalidInferenceRequest(
+                f"this server has one model repository: leave repository_name empty, not '{request.repository_name}'"
+            )
+        return self.runtime.serving()
+
     @_answers_errors
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:  # noqa: N802
         self._authorize(context)
@@ -235,9 +246,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryIndex(  # noqa: N802
         self, request: pb.RepositoryIndexRequest, context: Any
     ) -> pb.RepositoryIndexResponse:
-        self._authorize(context)
-        _one_repository(request.repository_name)
-        entries = repository_index(self.runtime.serving(), ready_only=request.ready)
+        entries = repository_index(self._repository(request, context), ready_only=request.ready)
         index = pb.RepositoryIndexResponse.ModelIndex
         return pb.RepositoryIndexResponse(
             models=[index(name=e.name, version=e.version or "", state=e.state, reason=e.reason) for e in entries]
@@ -247,27 +256,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelLoad(  # noqa: N802
         self, request: pb.RepositoryModelLoadRequest, context: Any
     ) -> pb.RepositoryModelLoadResponse:
-        self._authorize(context)
-        _one_repository(request.repository_name)
-        await self.runtime.serving().load(request.model_name)
+        await self._repository(request, context).load(request.model_name)
         return pb.RepositoryModelLoadResponse()
 
     @_answers_errors
     async def RepositoryModelUnload(  # noqa: N802
         self, request: pb.RepositoryModelUnloadRequest, context: Any
     ) -> pb.RepositoryModelUnloadResponse:
-        self._authorize(context)
-        _one_repository(request.repository_name)
-        await self.runtime.serving().unload(request.model_name)
+        await self._repository(request, context).unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
-
-
-def _one_repository(name: str) -> None:
-    # One model folder (RESNET_MODEL_DIR) is the only repository; a client naming another would act on the wrong one.
-    if name:
-        raise InvalidInferenceRequest(
-            f"this server has one model repository: leave repository_name empty, not '{name}'"
-        )
 
 
 def _tracing_interceptors(tracing: Tracing | None) -> list[grpc.aio.ServerInterceptor]:
