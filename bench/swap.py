@@ -85,11 +85,11 @@ def swap_under_load(first: Path, second: Path, seconds: float, connections: int)
         started = time.monotonic()
         # The load runs half the time before the rename and at least half after the swap, however long the new
         # version takes to load and warm up on this machine.
-        end = [started + seconds]
+        stop = threading.Event()
 
         def client_loop() -> None:
             with httpx.Client(base_url=url, timeout=60, trust_env=False) as client:
-                while time.monotonic() < end[0]:
+                while not stop.is_set():
                     sent = time.monotonic()
                     response = client.post(f"/predict?model={NAME}", files={"image": ("cat.jpg", jpeg)})
                     took = time.monotonic() - sent
@@ -115,10 +115,13 @@ def swap_under_load(first: Path, second: Path, seconds: float, connections: int)
                     readiness.append(control.get("/health/ready").status_code)
                     time.sleep(0.05)
                 swapped = time.monotonic()
-                end[0] = max(end[0], swapped + seconds / 2)
+            time.sleep(max(0.0, max(started + seconds, swapped + seconds / 2) - time.monotonic()))
+            stop.set()
+            ended = time.monotonic()
             for thread in threads:
                 thread.join()
         finally:
+            stop.set()
             process.terminate()
             process.wait(timeout=30)
     renamed_at, swapped_at = renamed - started, swapped - started
@@ -138,7 +141,7 @@ def swap_under_load(first: Path, second: Path, seconds: float, connections: int)
         "after": [a for a in answers if a.sent > swapped_at],
     }
     report = SwapReport(
-        seconds=round(end[0] - started, 1),
+        seconds=round(ended - started, 1),
         connections=connections,
         answers=len(answers),
         non_200=sum(1 for a in answers if a.status != 200),
