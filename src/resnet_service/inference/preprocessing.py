@@ -70,6 +70,12 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
                 f"{name} images are not supported; send {', '.join(sorted(SUPPORTED_FORMATS))}"
             ) from exc
         raise InvalidImage("the upload is not an image Pillow can identify") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # Identifying tries every format's header parser, and some raise on bytes that only look like theirs
+        # (IPTC: "illegal field length"): the upload is broken, not the server.
+        raise InvalidImage(f"the upload is not an image Pillow can read ({type(exc).__name__}: {exc})") from exc
     if image.format not in SUPPORTED_FORMATS:
         raise UnsupportedImageFormat(
             f"{image.format} images are not supported; send {', '.join(sorted(SUPPORTED_FORMATS))}"
