@@ -298,7 +298,7 @@ def read_contract(
 
 
 def _check_input_type(spec: InputSpec, input_type: str | None, path: Path) -> None:
-    wanted = UINT8_PIXELS if spec.uint8_pixels else "float32"
+    wanted = np.dtype(spec.dtype).name
     if input_type is None or input_type == wanted:
         return
     if input_type == UINT8_PIXELS:

@@ -4,7 +4,7 @@ A worker's model opens a connection and names its file. The first connection for
 later ones (other workers, or a worker that was replaced) share that engine, and the last one to close frees it.
 Each connection gets its own shared memory: room for one batch of rows and its probabilities. The worker writes a
 batch there and sends its row count; every row joins this process's batcher, where rows from all the workers form
-the model's batches; the probabilities go back into the same memory, and the reply carries the timings.
+the model's batches; the probabilities go back into the same memory, and the reply names the batch it answers.
 
 Bounds and deadlines stay with the workers: each holds its queue (RESNET_MAX_QUEUE) and its requests' deadlines,
 and has at most one batch here at a time.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import signal
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from resnet_service.core.settings import Settings
 from resnet_service.inference.batcher import DynamicBatcher
 from resnet_service.inference.engine import Engine, load_engine
 from resnet_service.inference.model_contract import ContractDefaults
-from resnet_service.inference.model_process.wire import read_message, write_message
+from resnet_service.inference.model_process.wire import batch_arrays, batch_bytes, read_message, write_message
 
 __all__ = ["ModelHost", "describe", "run_host"]
 
@@ -51,7 +50,7 @@ def describe(engine: Engine) -> dict[str, Any]:
         "precision": engine.precision,
         "input_name": engine.input_name,
         "input_shape": engine.input_shape,
-        "input_type": "uint8" if engine.contract.input.uint8_pixels else "float32",
+        "input_type": np.dtype(engine.contract.input.dtype).name,
         "output_name": engine.output_name,
         "classes": len(engine.contract.labels.names),
         "metadata": engine.metadata,
@@ -128,10 +127,8 @@ class ModelHost:
         spec = engine.contract.input
         classes = len(engine.contract.labels.names)
         capacity = self.settings.max_batch_size
-        row_bytes = math.prod(spec.row_shape) * np.dtype(spec.dtype).itemsize
-        memory = SharedMemory(create=True, size=capacity * (row_bytes + classes * 4))
-        inputs = np.ndarray((capacity, *spec.row_shape), dtype=spec.dtype, buffer=memory.buf)
-        outputs = np.ndarray((capacity, classes), dtype=np.float32, buffer=memory.buf, offset=capacity * row_bytes)
+        memory = SharedMemory(create=True, size=batch_bytes(capacity, spec, classes))
+        inputs, outputs = batch_arrays(memory.buf, capacity, spec, classes)
         try:
             write_message(writer, {"engine": describe(engine), "shared_memory": memory.name, "capacity": capacity})
             await writer.drain()

@@ -22,7 +22,7 @@ import numpy as np
 from resnet_service.core.errors import InferenceFailed, ModelNotReady, StartupError
 from resnet_service.inference.engine import ModelFacts
 from resnet_service.inference.model_contract import ContractDefaults, read_contract
-from resnet_service.inference.model_process.wire import read_message, write_message
+from resnet_service.inference.model_process.wire import batch_arrays, read_message, write_message
 
 __all__ = ["RemoteEngine"]
 
@@ -82,7 +82,7 @@ class RemoteEngine(ModelFacts):
         )
         spec, classes = contract.input, described["classes"]
         memory = _attach(answer["shared_memory"])
-        row_bytes = int(np.prod(spec.row_shape)) * np.dtype(spec.dtype).itemsize
+        inputs, outputs = batch_arrays(memory.buf, capacity, spec, classes)
         engine = cls(
             path=path,
             provider=described["provider"],
@@ -99,8 +99,8 @@ class RemoteEngine(ModelFacts):
             _reader=reader,
             _writer=writer,
             _memory=memory,
-            _inputs=np.ndarray((capacity, *spec.row_shape), dtype=spec.dtype, buffer=memory.buf),
-            _outputs=np.ndarray((capacity, classes), dtype=np.float32, buffer=memory.buf, offset=capacity * row_bytes),
+            _inputs=inputs,
+            _outputs=outputs,
         )
         engine._loop = asyncio.get_running_loop()
         engine._listener = engine._loop.create_task(engine._listen(), name=f"model-process-{path.name}")
