@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.path import descendants
 from bench.quick import multipart, rss_mb, start_server
 from bench.run import photos, provenance, wrk
 from bench.side_by_side import arguments, interleave, medians_table, save
@@ -28,8 +29,7 @@ VARIANTS = {
 
 def tree_rss_mb(pid: int) -> float:
     """The resident memory of ``pid`` and every process under it."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return rss_mb(pid) + sum(tree_rss_mb(int(child)) for child in children)
+    return sum(rss_mb(member) for member in descendants(pid))
 
 
 def main() -> int:

@@ -45,7 +45,8 @@ class Server:
     process: subprocess.Popen[bytes]
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process under it, read from /proc."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -64,7 +65,7 @@ def _descendants(pid: int) -> list[int]:
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU of ``pid`` and every process under it (worker processes, nginx), all threads."""
     total = 0
-    for member in _descendants(pid):
+    for member in descendants(pid):
         try:
             fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
