@@ -13,9 +13,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +20,7 @@ import onnxruntime as ort
 from PIL import Image
 from skimage import data
 
+from bench.side_by_side import median_ms
 from resnet_service.inference.preprocessing import preprocess
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
@@ -34,37 +32,28 @@ def jpeg(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def timed(function: Callable[[], object], repeat: int = 7) -> float:
-    times = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - began)
-    return 1000 * statistics.median(times)
-
-
 def decoders(large: bytes) -> dict[str, float]:
-    results = {"pillow full decode": timed(lambda: Image.open(io.BytesIO(large)).convert("RGB"))}
+    results = {"pillow full decode": median_ms(lambda: Image.open(io.BytesIO(large)).convert("RGB"))}
 
     def pillow_draft() -> Image.Image:
         image = Image.open(io.BytesIO(large))
         image.draft("RGB", (224, 224))
         return image.convert("RGB")
 
-    results["pillow draft"] = timed(pillow_draft)
+    results["pillow draft"] = median_ms(pillow_draft)
     try:
         import simplejpeg
 
-        results["simplejpeg full"] = timed(lambda: simplejpeg.decode_jpeg(large))
-        results["simplejpeg scaled"] = timed(lambda: simplejpeg.decode_jpeg(large, min_height=224, min_width=224))
+        results["simplejpeg full"] = median_ms(lambda: simplejpeg.decode_jpeg(large))
+        results["simplejpeg scaled"] = median_ms(lambda: simplejpeg.decode_jpeg(large, min_height=224, min_width=224))
     except ImportError:
         results["simplejpeg"] = float("nan")
     try:
         from turbojpeg import TurboJPEG
 
         decoder = TurboJPEG()
-        results["PyTurboJPEG full"] = timed(lambda: decoder.decode(large))
-        results["PyTurboJPEG 1/8"] = timed(lambda: decoder.decode(large, scaling_factor=(1, 8)))
+        results["PyTurboJPEG full"] = median_ms(lambda: decoder.decode(large))
+        results["PyTurboJPEG 1/8"] = median_ms(lambda: decoder.decode(large, scaling_factor=(1, 8)))
     except (ImportError, RuntimeError, OSError):
         results["PyTurboJPEG"] = float("nan")
     return results
@@ -73,17 +62,17 @@ def decoders(large: bytes) -> dict[str, float]:
 def typical_stages(typical: bytes) -> dict[str, float]:
     """Where a typical photo's preprocessing goes: decode, the resize to 224² by filter, and all of it."""
     decoded = Image.open(io.BytesIO(typical)).convert("RGB")
-    results = {"pillow decode": timed(lambda: Image.open(io.BytesIO(typical)).convert("RGB"), 101)}
+    results = {"pillow decode": median_ms(lambda: Image.open(io.BytesIO(typical)).convert("RGB"), 101)}
     try:
         import simplejpeg
 
-        results["simplejpeg decode"] = timed(lambda: simplejpeg.decode_jpeg(typical), 101)
+        results["simplejpeg decode"] = median_ms(lambda: simplejpeg.decode_jpeg(typical), 101)
     except ImportError:
         results["simplejpeg decode"] = float("nan")
     for name in ("BICUBIC", "BILINEAR", "NEAREST"):
         flt = Image.Resampling[name]
-        results[f"resize {name.lower()}"] = timed(lambda flt=flt: decoded.resize((224, 224), flt), 101)
-    results["preprocess (exact: decode, bicubic, caffe)"] = timed(lambda: preprocess(typical, 10**9), 101)
+        results[f"resize {name.lower()}"] = median_ms(lambda flt=flt: decoded.resize((224, 224), flt), 101)
+    results["preprocess (exact: decode, bicubic, caffe)"] = median_ms(lambda: preprocess(typical, 10**9), 101)
     return results
 
 
@@ -106,8 +95,8 @@ def main() -> int:
             rows.append(
                 {
                     "photo": f"{name} {label} {image.width}x{image.height}",
-                    "exact_ms": timed(lambda e=encoded: preprocess(e, 10**9)),
-                    "fast_ms": timed(lambda e=encoded: preprocess(e, 10**9, fast=True)),
+                    "exact_ms": median_ms(lambda e=encoded: preprocess(e, 10**9)),
+                    "fast_ms": median_ms(lambda e=encoded: preprocess(e, 10**9, fast=True)),
                     "max_abs_diff": float(np.abs(exact - fast).max()),
                     "mean_abs_diff": float(np.abs(exact - fast).mean()),
                     "top1_agrees": bool(top_exact[0] == top_fast[0]),

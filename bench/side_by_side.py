@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 # The figures of one load at one client count: requests_per_s, p50_ms and p99_ms at least.
 Figures = dict[str, float]
 Runs = dict[str, dict[int, list[Figures]]]
+
+
+def median_ms(function: Callable[[], object], repeat: int = 7, warm_up: int = 0) -> float:
+    """The median of ``repeat`` timed calls of ``function``, in ms, after ``warm_up`` untimed ones."""
+    for _ in range(warm_up):
+        function()
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - began)
+    return 1000 * statistics.median(times)
 
 
 def arguments(description: str, out: str) -> argparse.Namespace:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import signal
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ import onnx
 
 from bench.quick import multipart, start_server
 from bench.run import photos, provenance, wrk
-from bench.side_by_side import arguments, interleave, medians_table, save
+from bench.side_by_side import arguments, interleave, median_ms, medians_table, save
 from resnet_service.core.settings import Settings
 from resnet_service.export.uint8_input import to_uint8_input
 from resnet_service.inference.engine import Engine
@@ -36,24 +34,15 @@ from resnet_service.inference.preprocessing import preprocess
 VARIANTS = ("float32 input", "uint8 pixels")
 
 
-def _median_ms(run: Callable[[], object], repeats: int) -> float:
-    for _ in range(5):
-        run()
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - began)
-    return 1000 * statistics.median(times)
-
-
 def preprocessing_ms(image: bytes, spec: InputSpec, reps: int) -> dict[str, list[float]]:
     """Each variant's preprocessing of ``image``, in ms, ``reps`` medians of 200 runs, interleaved."""
     specs = {VARIANTS[0]: spec, VARIANTS[1]: replace(spec, uint8_pixels=True)}
     figures: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     for rep in range(reps):
         for variant in VARIANTS if rep % 2 == 0 else VARIANTS[::-1]:
-            figures[variant].append(_median_ms(lambda s=specs[variant]: preprocess(image, 10**9, spec=s), 200))
+            figures[variant].append(
+                median_ms(lambda s=specs[variant]: preprocess(image, 10**9, spec=s), 200, warm_up=5)
+            )
     return figures
 
 
@@ -68,7 +57,9 @@ def model_images_per_s(files: dict[str, Path], image: bytes, seconds: float, rep
             for variant in VARIANTS if rep % 2 == 0 else VARIANTS[::-1]:
                 engine, batch = engines[variant], rows[variant]
                 runs = max(3, int(seconds * 4))
-                figures[variant].append(8 / (_median_ms(lambda e=engine, b=batch: e.run_sync(b), runs) / 1000))
+                figures[variant].append(
+                    8 / (median_ms(lambda e=engine, b=batch: e.run_sync(b), runs, warm_up=5) / 1000)
+                )
     finally:
         for engine in engines.values():
             engine.close()
